@@ -1,0 +1,341 @@
+/**
+ * Stack configuration: read every key once, validate it, and hand the program one typed,
+ * readonly object. Nothing here creates a resource, so a bad value fails the update before
+ * anything exists in the cloud or the cluster.
+ *
+ * Defaults live in `Pulumi.yaml` (the project config schema), not here: the Pulumi CLI applies
+ * them, and the test harness loads the same file, so there is exactly one place to change one.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+/** The project name, which is also the namespace of every config key (`mlflow-k8s:<key>`). */
+export const PROJECT = "mlflow-k8s";
+
+/** Permissions MLflow's basic-auth app understands for users without an explicit grant. */
+export const DEFAULT_PERMISSIONS = ["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] as const;
+export type DefaultPermission = (typeof DEFAULT_PERMISSIONS)[number];
+
+/** What happens to PostgreSQL's volume when the StatefulSet is deleted. */
+export const VOLUME_RETENTION = ["Delete", "Retain"] as const;
+export type VolumeRetention = (typeof VOLUME_RETENTION)[number];
+
+/** CPU and memory for one container. Values are Kubernetes quantities. */
+export interface Resources {
+    readonly cpuRequest: string;
+    readonly cpuLimit: string;
+    readonly memoryRequest: string;
+    readonly memoryLimit: string;
+}
+
+/** The validated stack configuration. */
+export interface StackConfig {
+    /** kubeconfig context to deploy to; never the ambient current-context. */
+    readonly kubeContext: string;
+    /** Path to a kubeconfig file; undefined uses `KUBECONFIG` or `~/.kube/config`. */
+    readonly kubeconfig?: string;
+    /** Namespace the stack owns. */
+    readonly namespace: string;
+    readonly aws: {
+        readonly region: string;
+        /** Endpoint override for S3-compatible emulators (S3, IAM and STS, path-style). */
+        readonly endpoint?: string;
+    };
+    readonly artifacts: {
+        /** Prefix of the generated bucket name. */
+        readonly bucketPrefix: string;
+        /** Key prefix in the bucket under which MLflow stores artifacts. */
+        readonly artifactPrefix: string;
+        /** Delete the bucket with its objects on `pulumi destroy`. */
+        readonly forceDestroy: boolean;
+        /** KMS key for SSE-KMS; undefined means SSE-S3. */
+        readonly kmsKeyArn?: string;
+        /** Days after which noncurrent object versions expire. */
+        readonly noncurrentVersionExpirationDays: number;
+    };
+    /** Protect stateful resources (bucket, database volume) against deletion. */
+    readonly protectData: boolean;
+    readonly postgres: {
+        readonly storageSize: string;
+        /** Storage class of the data volume; undefined uses the cluster default. */
+        readonly storageClass?: string;
+        readonly volumeRetention: VolumeRetention;
+        readonly maxConnections: number;
+        readonly resources: Resources;
+    };
+    readonly mlflow: {
+        readonly replicas: number;
+        /** Upper bound for the HorizontalPodAutoscaler; 0 disables autoscaling. */
+        readonly maxReplicas: number;
+        readonly workers: number;
+        readonly dbPoolSize: number;
+        readonly dbMaxOverflow: number;
+        readonly resources: Resources;
+        readonly adminUsername: string;
+        readonly defaultPermission: DefaultPermission;
+        readonly ingress?: {
+            readonly host: string;
+            readonly className?: string;
+            readonly tlsSecretName?: string;
+        };
+    };
+}
+
+/** Raised when one or more config values are invalid. Lists every problem, not just the first. */
+export class ConfigError extends Error {
+    constructor(readonly problems: readonly string[]) {
+        super(`invalid stack configuration:\n  - ${problems.join("\n  - ")}`);
+        this.name = "ConfigError";
+    }
+}
+
+/** Reads a raw config value by key (without the project prefix); undefined when unset. */
+export type ConfigReader = (key: string) => string | undefined;
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+// Kubernetes resource.Quantity: a signed decimal number with an optional binary (Ki..Ei),
+// decimal (n, u, m, k, M, G, T, P, E) or exponent suffix.
+const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
+const AWS_REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)\/[A-Za-z0-9/_-]+$/;
+// S3 keys may hold almost anything, but MLflow builds URIs from this prefix and the IAM
+// policy matches it with wildcards: keep to characters that need no escaping in either.
+const ARTIFACT_PREFIX = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
+// MLflow user names end up in URLs and in the auth database; keep them simple.
+const USERNAME = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
+
+/** Longest prefix `aws.s3.Bucket` accepts: 63 characters minus its 26-character random suffix. */
+export const MAX_BUCKET_PREFIX_LENGTH = 37;
+
+/** Parses one Kubernetes quantity into base units (cores or bytes); NaN when it is not one. */
+export function parseQuantity(value: string): number {
+    const m = QUANTITY.exec(value);
+    if (!m) {
+        return Number.NaN;
+    }
+    const suffix = m[3] ?? "";
+    const number = Number.parseFloat(value.slice(0, value.length - suffix.length));
+    const factors: Record<string, number> = {
+        "": 1, n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+        Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+    };
+    const factor = factors[suffix];
+    return factor === undefined ? number * 10 ** Number(suffix.slice(1)) : number * factor;
+}
+
+/** Problems with an S3 bucket name prefix, as S3's naming rules would report them. */
+export function bucketPrefixProblems(prefix: string): string[] {
+    const problems: string[] = [];
+    if (prefix.length < 3 || prefix.length > MAX_BUCKET_PREFIX_LENGTH) {
+        problems.push(`must be 3 to ${MAX_BUCKET_PREFIX_LENGTH} characters long`);
+    }
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(prefix)) {
+        problems.push("may hold only lowercase letters, digits and hyphens, starting with a letter or digit");
+    }
+    if (/^(xn--|sthree-|amzn-s3-demo-)/.test(prefix)) {
+        problems.push("must not start with a prefix S3 reserves (xn--, sthree-, amzn-s3-demo-)");
+    }
+    if (/--/.test(prefix) && !/^xn--/.test(prefix)) {
+        // Not an S3 rule, but a double hyphen is almost always a typo in a name template.
+        problems.push("must not contain two hyphens in a row");
+    }
+    return problems;
+}
+
+/**
+ * Validates raw config values into a {@link StackConfig}. Pure: pass any reader (the tests pass
+ * a plain object). Throws {@link ConfigError} naming every bad key, its value and what is allowed.
+ */
+export function parseConfig(read: ConfigReader): StackConfig {
+    const problems: string[] = [];
+    const fail = (key: string, value: unknown, allowed: string): void => {
+        problems.push(`${PROJECT}:${key} = ${JSON.stringify(value)} is invalid: ${allowed}`);
+    };
+
+    const raw = (key: string): string | undefined => {
+        const v = read(key);
+        return v === undefined ? undefined : v.trim();
+    };
+    const required = (key: string, allowed: string): string => {
+        const v = raw(key);
+        if (v === undefined || v === "") {
+            problems.push(`${PROJECT}:${key} is required: ${allowed} (set it with \`pulumi config set ${key} <value>\`)`);
+            return "";
+        }
+        return v;
+    };
+    const optional = (key: string): string | undefined => {
+        const v = raw(key);
+        return v === undefined || v === "" ? undefined : v;
+    };
+    const string = (key: string, allowed: string, valid: (v: string) => boolean): string => {
+        const v = required(key, allowed);
+        if (v !== "" && !valid(v)) {
+            fail(key, v, allowed);
+        }
+        return v;
+    };
+    const integer = (key: string, min: number, max: number): number => {
+        const allowed = `an integer from ${min} to ${max}`;
+        const v = required(key, allowed);
+        const n = Number(v);
+        if (v !== "" && (!/^[+-]?\d+$/.test(v) || n < min || n > max)) {
+            fail(key, v, allowed);
+        }
+        return n;
+    };
+    const boolean = (key: string): boolean => {
+        const v = required(key, "true or false");
+        if (v !== "" && v !== "true" && v !== "false") {
+            fail(key, v, "true or false");
+        }
+        return v === "true";
+    };
+    const oneOf = <T extends string>(key: string, values: readonly T[]): T => {
+        const allowed = `one of ${values.join(", ")}`;
+        return string(key, allowed, (v) => (values as readonly string[]).includes(v)) as T;
+    };
+    const quantity = (key: string, kind: "cpu" | "memory"): string => {
+        const allowed = kind === "cpu"
+            ? "a positive Kubernetes CPU quantity such as 250m or 1"
+            : "a positive Kubernetes memory quantity such as 512Mi or 2Gi";
+        return string(key, allowed, (v) => parseQuantity(v) > 0);
+    };
+    const resources = (prefix: string): Resources => {
+        const r = {
+            cpuRequest: quantity(`${prefix}CpuRequest`, "cpu"),
+            cpuLimit: quantity(`${prefix}CpuLimit`, "cpu"),
+            memoryRequest: quantity(`${prefix}MemoryRequest`, "memory"),
+            memoryLimit: quantity(`${prefix}MemoryLimit`, "memory"),
+        };
+        for (const kind of ["Cpu", "Memory"] as const) {
+            const request = r[kind === "Cpu" ? "cpuRequest" : "memoryRequest"];
+            const limit = r[kind === "Cpu" ? "cpuLimit" : "memoryLimit"];
+            if (parseQuantity(request) > parseQuantity(limit)) {
+                fail(`${prefix}${kind}Request`, request, `must not exceed ${PROJECT}:${prefix}${kind}Limit (${limit})`);
+            }
+        }
+        return r;
+    };
+
+    const kubeContext = required("kubeContext", "the kubeconfig context to deploy to, e.g. minikube");
+    const kubeconfig = optional("kubeconfig");
+    const namespace = string("namespace", "a DNS-1123 label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit",
+        (v) => v.length <= 63 && DNS1123_LABEL.test(v));
+
+    const region = string("awsRegion", "an AWS region code such as us-east-1 or eu-west-3", (v) => AWS_REGION.test(v));
+    const endpoint = optional("awsEndpoint");
+    if (endpoint !== undefined && !isHttpUrl(endpoint)) {
+        fail("awsEndpoint", endpoint, "empty (real AWS) or an http(s) URL such as http://localhost:5000");
+    }
+
+    const bucketPrefix = required("bucketPrefix", "an S3 bucket name prefix such as mlflow-artifacts-");
+    if (bucketPrefix !== "") {
+        for (const p of bucketPrefixProblems(bucketPrefix)) {
+            fail("bucketPrefix", bucketPrefix, p);
+        }
+    }
+    const artifactPrefix = string("artifactPrefix",
+        "path segments of letters, digits, '.', '_' or '-' separated by '/', with no leading or trailing '/'",
+        (v) => v.length <= 256 && ARTIFACT_PREFIX.test(v));
+    const forceDestroy = boolean("bucketForceDestroy");
+    const kmsKeyArn = optional("bucketKmsKeyArn");
+    if (kmsKeyArn !== undefined && !KMS_KEY_ARN.test(kmsKeyArn)) {
+        fail("bucketKmsKeyArn", kmsKeyArn, "empty (SSE-S3) or a KMS key ARN such as arn:aws:kms:<region>:<account>:key/<id>");
+    }
+    const noncurrentVersionExpirationDays = integer("noncurrentVersionExpirationDays", 1, 3650);
+    const protectData = boolean("protectData");
+
+    const storageSize = quantity("postgresStorageSize", "memory");
+    const storageClass = optional("postgresStorageClass");
+    if (storageClass !== undefined && !(storageClass.length <= 253 && DNS1123_SUBDOMAIN.test(storageClass))) {
+        fail("postgresStorageClass", storageClass, "empty (cluster default) or a StorageClass name (DNS-1123 subdomain)");
+    }
+    const volumeRetention = oneOf("postgresVolumeRetention", VOLUME_RETENTION);
+    const maxConnections = integer("postgresMaxConnections", 20, 10000);
+    const postgresResources = resources("postgres");
+
+    const replicas = integer("mlflowReplicas", 1, 100);
+    const maxReplicas = integer("mlflowMaxReplicas", 0, 100);
+    if (maxReplicas !== 0 && maxReplicas < replicas) {
+        fail("mlflowMaxReplicas", maxReplicas, `0 (no autoscaling) or at least ${PROJECT}:mlflowReplicas (${replicas})`);
+    }
+    const workers = integer("mlflowWorkers", 1, 32);
+    const dbPoolSize = integer("mlflowDbPoolSize", 1, 100);
+    const dbMaxOverflow = integer("mlflowDbMaxOverflow", 0, 100);
+    const mlflowResources = resources("mlflow");
+    const adminUsername = string("mlflowAdminUsername", "a user name of letters, digits, '.', '_' or '-', starting with a letter, at most 64 characters",
+        (v) => USERNAME.test(v));
+    const defaultPermission = oneOf("mlflowDefaultPermission", DEFAULT_PERMISSIONS);
+
+    const ingressHost = optional("ingressHost");
+    if (ingressHost !== undefined && !(ingressHost.length <= 253 && DNS1123_SUBDOMAIN.test(ingressHost) && ingressHost.includes("."))) {
+        fail("ingressHost", ingressHost, "empty (no Ingress) or a fully qualified DNS name such as mlflow.example.com");
+    }
+    const ingressClassName = optional("ingressClassName");
+    if (ingressClassName !== undefined && !DNS1123_SUBDOMAIN.test(ingressClassName)) {
+        fail("ingressClassName", ingressClassName, "empty (cluster default) or an IngressClass name (DNS-1123 subdomain)");
+    }
+    const tlsSecretName = optional("ingressTlsSecretName");
+    if (tlsSecretName !== undefined && !DNS1123_SUBDOMAIN.test(tlsSecretName)) {
+        fail("ingressTlsSecretName", tlsSecretName, "empty (no TLS) or a Secret name (DNS-1123 subdomain)");
+    }
+    if (ingressHost === undefined && (ingressClassName !== undefined || tlsSecretName !== undefined)) {
+        fail("ingressHost", "", `required when ${PROJECT}:ingressClassName or ${PROJECT}:ingressTlsSecretName is set`);
+    }
+
+    // Every server process holds its own pool; together they must fit under max_connections,
+    // keeping room for the migration Job and an operator's psql session.
+    if (problems.length === 0) {
+        const peak = Math.max(replicas, maxReplicas) * workers * (dbPoolSize + dbMaxOverflow);
+        const budget = maxConnections - 10;
+        if (peak > budget) {
+            fail("mlflowDbPoolSize", dbPoolSize,
+                `replicas (${Math.max(replicas, maxReplicas)}) x workers (${workers}) x (pool ${dbPoolSize} + overflow ${dbMaxOverflow}) = ${peak} ` +
+                `connections exceeds ${PROJECT}:postgresMaxConnections (${maxConnections}) minus 10 reserved; lower the pool or raise max connections`);
+        }
+    }
+
+    if (problems.length > 0) {
+        throw new ConfigError(problems);
+    }
+    return deepFreeze({
+        kubeContext,
+        kubeconfig,
+        namespace,
+        aws: { region, endpoint },
+        artifacts: { bucketPrefix, artifactPrefix, forceDestroy, kmsKeyArn, noncurrentVersionExpirationDays },
+        protectData,
+        postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
+        mlflow: {
+            replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
+            adminUsername, defaultPermission,
+            ingress: ingressHost === undefined ? undefined : { host: ingressHost, className: ingressClassName, tlsSecretName },
+        },
+    });
+}
+
+/** Loads and validates the current stack's configuration. */
+export function loadConfig(): StackConfig {
+    const config = new pulumi.Config(PROJECT);
+    return parseConfig((key) => config.get(key));
+}
+
+function isHttpUrl(value: string): boolean {
+    try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+    } catch {
+        return false;
+    }
+}
+
+function deepFreeze<T>(value: T): T {
+    if (value !== null && typeof value === "object") {
+        for (const v of Object.values(value)) {
+            deepFreeze(v);
+        }
+        Object.freeze(value);
+    }
+    return value;
+}

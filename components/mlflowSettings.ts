@@ -1,0 +1,119 @@
+/**
+ * How the MLflow tracking server is invoked, as pure functions: the command line, the
+ * database URIs, the allowed Host headers and the basic-auth configuration file. The unit
+ * tests check them and the contract tests run exactly what they produce.
+ */
+
+/** Port the server listens on inside the pod. */
+export const CONTAINER_PORT = 5000;
+/** Port of the Service, as in the original `kubectl port-forward service/mlflow-service 8080:80`. */
+export const SERVICE_PORT = 80;
+/** Name of the Service; kept from the original exercise so its commands keep working. */
+export const SERVICE_NAME = "mlflow-service";
+/** Where the basic-auth configuration file is mounted. */
+export const AUTH_CONFIG_DIR = "/etc/mlflow/auth";
+export const AUTH_CONFIG_FILE = "basic_auth.ini";
+/**
+ * uvicorn's keep-alive, above the 60 s idle timeout of common load balancers and ingress
+ * controllers, so a proxy never reuses a connection the server has just closed (HTTP 502).
+ */
+export const KEEP_ALIVE_SECONDS = 75;
+
+/** Where the server finds PostgreSQL. Credentials are not part of it: see {@link databaseUri}. */
+export interface DatabaseEndpoint {
+    readonly host: string;
+    readonly port: number;
+    readonly database: string;
+}
+
+/**
+ * SQLAlchemy URI of a database, without user or password. libpq takes those from `PGUSER` and
+ * `PGPASSWORD`, so a password never sits in a URI (where special characters would need
+ * encoding) nor on a command line (where `ps` would show it). The driver is named explicitly:
+ * the image carries both psycopg2 and psycopg 3, and `postgresql://` alone picks psycopg2 only
+ * by SQLAlchemy's current default.
+ */
+export function databaseUri(db: DatabaseEndpoint): string {
+    return `postgresql+psycopg2://${db.host}:${db.port}/${db.database}`;
+}
+
+/**
+ * Host headers the server accepts (MLflow's DNS-rebinding protection, `--allowed-hosts`): every
+ * in-cluster name of the Service with and without its port, localhost for
+ * `kubectl port-forward`, and the Ingress host. The probes' `/health` is exempt from the check.
+ */
+export function allowedHosts(namespace: string, ingressHost?: string): string[] {
+    const names = [
+        SERVICE_NAME,
+        `${SERVICE_NAME}.${namespace}`,
+        `${SERVICE_NAME}.${namespace}.svc`,
+        `${SERVICE_NAME}.${namespace}.svc.cluster.local`,
+    ];
+    const hosts = names.flatMap((n) => [n, `${n}:${SERVICE_PORT}`]);
+    // Any local port: `kubectl port-forward service/mlflow-service 8080:80` sends Host: localhost:8080.
+    hosts.push("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*");
+    if (ingressHost !== undefined) {
+        hosts.push(ingressHost, `${ingressHost}:*`);
+    }
+    return hosts;
+}
+
+/** Arguments of {@link serverArgs}. */
+export interface ServerOptions {
+    readonly backendStoreUri: string;
+    readonly artifactsDestination: string;
+    readonly workers: number;
+    readonly allowedHosts: readonly string[];
+}
+
+/**
+ * `mlflow server` arguments. Artifacts are proxied (`--serve-artifacts` with
+ * `--artifacts-destination`), so clients need no AWS credentials; basic auth is on; the default
+ * uvicorn server is kept because the Host-header check exists only there.
+ */
+export function serverArgs(o: ServerOptions): string[] {
+    return [
+        "server",
+        "--host", "0.0.0.0",
+        "--port", String(CONTAINER_PORT),
+        "--workers", String(o.workers),
+        "--backend-store-uri", o.backendStoreUri,
+        "--serve-artifacts",
+        "--artifacts-destination", o.artifactsDestination,
+        "--app-name", "basic-auth",
+        "--allowed-hosts", o.allowedHosts.join(","),
+        "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS}`,
+    ];
+}
+
+/** Arguments of `mlflow db upgrade`, which migrates the tracking schema. */
+export function trackingMigrationArgs(backendStoreUri: string): string[] {
+    return ["db", "upgrade", backendStoreUri];
+}
+
+/** Arguments of `python -m mlflow.server.auth db upgrade`, which migrates the auth schema. */
+export function authMigrationArgs(authDatabaseUri: string): string[] {
+    return ["-m", "mlflow.server.auth", "db", "upgrade", "--url", authDatabaseUri];
+}
+
+/**
+ * The basic-auth configuration file. It holds no secret: the admin credentials reach the server
+ * through `MLFLOW_AUTH_ADMIN_USERNAME`/`MLFLOW_AUTH_ADMIN_PASSWORD` (read by MLflow since 3.x in
+ * preference to the file), and the database password through `PGPASSWORD`.
+ */
+export function authConfigIni(o: { databaseUri: string; defaultPermission: string }): string {
+    for (const [k, v] of Object.entries(o)) {
+        // configparser would treat '%' as interpolation and a newline as a new key.
+        if (/[%\n\r]/.test(v)) {
+            throw new Error(`auth config ${k} must not contain '%' or a line break: ${JSON.stringify(v)}`);
+        }
+    }
+    return [
+        "[mlflow]",
+        `default_permission = ${o.defaultPermission}`,
+        `database_uri = ${o.databaseUri}`,
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access = false",
+        "",
+    ].join("\n");
+}

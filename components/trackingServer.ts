@@ -1,0 +1,334 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { DefaultPermission, Resources } from "./config";
+import { checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, selectorLabels } from "./kube";
+import {
+    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
+    allowedHosts, authConfigIni, authMigrationArgs, databaseUri, serverArgs, trackingMigrationArgs,
+} from "./mlflowSettings";
+import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
+
+/** Keys of the Secret holding the IAM user's access key. */
+export const S3_SECRET_KEYS = Object.freeze({
+    accessKeyId: "AWS_ACCESS_KEY_ID",
+    secretAccessKey: "AWS_SECRET_ACCESS_KEY",
+    region: "AWS_DEFAULT_REGION",
+});
+/** Keys of the Secret holding the server's own secrets. */
+export const SERVER_SECRET_KEYS = Object.freeze({
+    adminPassword: "admin-password",
+    flaskSecretKey: "flask-secret-key",
+});
+
+/** Arguments of {@link MlflowTrackingServer}. */
+export interface MlflowTrackingServerArgs {
+    /** Namespace of every object; also part of the allowed Host names. */
+    readonly namespace: pulumi.Input<string>;
+    /** `s3://bucket/prefix` the server proxies artifacts to. */
+    readonly artifactsDestination: pulumi.Input<string>;
+    /** The IAM user's credentials and the bucket's region; they go into a Secret as they are. */
+    readonly s3: {
+        readonly accessKeyId: pulumi.Input<string>;
+        readonly secretAccessKey: pulumi.Input<string>;
+        readonly region: string;
+        /**
+         * S3 endpoint for emulators.
+         * @default undefined: AWS's own endpoint for the region
+         */
+        readonly endpoint?: string;
+    };
+    /** Where PostgreSQL is and which Secret holds its credentials. */
+    readonly database: {
+        readonly host: pulumi.Input<string>;
+        readonly port: number;
+        readonly trackingDatabase: string;
+        readonly authDatabase: string;
+        readonly secretName: pulumi.Input<string>;
+        readonly usernameKey: string;
+        readonly passwordKey: string;
+    };
+    /** Pods when not autoscaling; the minimum when autoscaling. */
+    readonly replicas: number;
+    /**
+     * Upper bound of the HorizontalPodAutoscaler.
+     * @default 0: no autoscaler
+     */
+    readonly maxReplicas?: number;
+    /** Server worker processes per pod. */
+    readonly workers: number;
+    /** SQLAlchemy pool per worker. */
+    readonly dbPool: { readonly size: number; readonly maxOverflow: number };
+    /** CPU and memory of the server container (the migration Job reuses them). */
+    readonly resources: Resources;
+    /** Name of the admin user; its password is generated and never MLflow's public default. */
+    readonly adminUsername: string;
+    /** Permission of users on resources they were not granted. */
+    readonly defaultPermission: DefaultPermission;
+    /**
+     * Ingress for the UI and API.
+     * @default undefined: reach the server with `kubectl port-forward` or from inside the cluster
+     */
+    readonly ingress?: { readonly host: string; readonly className?: string; readonly tlsSecretName?: string };
+}
+
+/**
+ * The MLflow tracking server: its Secrets, the schema migration Job (run to completion before
+ * the Deployment rolls out), the Deployment with basic auth, proxied S3 artifacts and a
+ * read-only root filesystem, the `mlflow-service` Service, and, as configured, a
+ * PodDisruptionBudget, a HorizontalPodAutoscaler and an Ingress.
+ */
+export class MlflowTrackingServer extends pulumi.ComponentResource {
+    /** Name of the Service (`mlflow-service`). */
+    public readonly serviceName: pulumi.Output<string>;
+    /** Port of the Service. */
+    public readonly servicePort: number = SERVICE_PORT;
+    /** In-cluster tracking URI. */
+    public readonly internalUri: pulumi.Output<string>;
+    /** The admin user's name. */
+    public readonly adminUsername: string;
+    /** The admin user's generated password (a Pulumi secret). */
+    public readonly adminPassword: pulumi.Output<string>;
+    /** Name of the Deployment. */
+    public readonly deploymentName: pulumi.Output<string>;
+
+    constructor(name: string, args: MlflowTrackingServerArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mlflow-k8s:kubernetes:MlflowTrackingServer", name, {}, opts);
+        const child = { parent: this };
+        const component = "tracking-server";
+        const meta = { namespace: args.namespace, labels: labels(name, component, MLFLOW_VERSION) };
+        const selector = selectorLabels(name, component);
+
+        // --- Secrets -------------------------------------------------------------------------
+        const s3Secret = new k8s.core.v1.Secret(`${name}-s3-credentials`, {
+            metadata: meta,
+            type: "Opaque",
+            stringData: {
+                [S3_SECRET_KEYS.accessKeyId]: args.s3.accessKeyId,
+                [S3_SECRET_KEYS.secretAccessKey]: args.s3.secretAccessKey,
+                [S3_SECRET_KEYS.region]: args.s3.region,
+            },
+        }, child);
+
+        const adminPassword = new random.RandomPassword(`${name}-admin-password`, {
+            length: 24, special: true, overrideSpecial: "-_.~!@#%^*+=", minLower: 2, minUpper: 2, minNumeric: 2, minSpecial: 1,
+        }, child);
+        // Flask signs sessions and CSRF tokens with it; every replica must share the same one.
+        const flaskSecretKey = new random.RandomPassword(`${name}-flask-secret-key`, { length: 64, special: false }, child);
+        this.adminPassword = pulumi.secret(adminPassword.result);
+        this.adminUsername = args.adminUsername;
+
+        const serverSecret = new k8s.core.v1.Secret(`${name}-server`, {
+            metadata: meta,
+            type: "Opaque",
+            stringData: {
+                [SERVER_SECRET_KEYS.adminPassword]: this.adminPassword,
+                [SERVER_SECRET_KEYS.flaskSecretKey]: pulumi.secret(flaskSecretKey.result),
+            },
+        }, child);
+
+        // --- Configuration -------------------------------------------------------------------
+        const db = pulumi.output(args.database.host).apply((host) => ({
+            tracking: databaseUri({ host, port: args.database.port, database: args.database.trackingDatabase }),
+            auth: databaseUri({ host, port: args.database.port, database: args.database.authDatabase }),
+        }));
+        const authIni = db.apply((uris) => authConfigIni({ databaseUri: uris.auth, defaultPermission: args.defaultPermission }));
+        const authConfig = new k8s.core.v1.ConfigMap(`${name}-auth-config`, {
+            metadata: meta,
+            data: { [AUTH_CONFIG_FILE]: authIni },
+        }, child);
+
+        const secretEnv = (envName: string, secret: pulumi.Input<string>, key: string): k8s.types.input.core.v1.EnvVar =>
+            ({ name: envName, valueFrom: { secretKeyRef: { name: secret, key } } });
+        const databaseEnv: k8s.types.input.core.v1.EnvVar[] = [
+            // libpq reads these, so the password never appears in a URI or on a command line.
+            secretEnv("PGUSER", args.database.secretName, args.database.usernameKey),
+            secretEnv("PGPASSWORD", args.database.secretName, args.database.passwordKey),
+            { name: "PGCONNECT_TIMEOUT", value: "10" },
+            { name: "HOME", value: "/tmp" },
+            { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
+        ];
+        const serverEnv: k8s.types.input.core.v1.EnvVar[] = [
+            ...databaseEnv,
+            secretEnv("AWS_ACCESS_KEY_ID", s3Secret.metadata.name, S3_SECRET_KEYS.accessKeyId),
+            secretEnv("AWS_SECRET_ACCESS_KEY", s3Secret.metadata.name, S3_SECRET_KEYS.secretAccessKey),
+            secretEnv("AWS_DEFAULT_REGION", s3Secret.metadata.name, S3_SECRET_KEYS.region),
+            ...(args.s3.endpoint ? [{ name: "MLFLOW_S3_ENDPOINT_URL", value: args.s3.endpoint }] : []),
+            { name: "MLFLOW_AUTH_CONFIG_PATH", value: `${AUTH_CONFIG_DIR}/${AUTH_CONFIG_FILE}` },
+            { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
+            secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
+            secretEnv("MLFLOW_FLASK_SERVER_SECRET_KEY", serverSecret.metadata.name, SERVER_SECRET_KEYS.flaskSecretKey),
+            { name: "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", value: String(args.dbPool.size) },
+            { name: "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", value: String(args.dbPool.maxOverflow) },
+        ];
+
+        const podSpecBase = {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: podSecurityContext(MLFLOW_UID),
+        };
+        const container = {
+            image: MLFLOW_IMAGE,
+            imagePullPolicy: "IfNotPresent",
+            resources: resourceRequirements(args.resources),
+            securityContext: containerSecurityContext(),
+            workingDir: "/tmp",
+        };
+        const tmpVolume = emptyDir("tmp", "4Gi");
+        const tmpMount = { name: "tmp", mountPath: "/tmp" };
+
+        // --- Schema migration ----------------------------------------------------------------
+        // The server refuses a database at an older schema, and concurrent first starts of many
+        // workers race on it: migrate once, to completion, before any server pod starts. A new
+        // image or database gives the Job a new spec, so Pulumi replaces it and it runs again.
+        const migration = new k8s.batch.v1.Job(`${name}-migrate`, {
+            metadata: { ...meta, labels: labels(name, "db-migration", MLFLOW_VERSION) },
+            spec: {
+                backoffLimit: 6,
+                activeDeadlineSeconds: 900,
+                template: {
+                    metadata: { labels: labels(name, "db-migration", MLFLOW_VERSION) },
+                    spec: {
+                        ...podSpecBase,
+                        restartPolicy: "OnFailure",
+                        initContainers: [{
+                            ...container,
+                            name: "migrate-tracking",
+                            command: ["mlflow"],
+                            args: db.apply((u) => trackingMigrationArgs(u.tracking)),
+                            env: databaseEnv,
+                            volumeMounts: [tmpMount],
+                        }],
+                        containers: [{
+                            ...container,
+                            name: "migrate-auth",
+                            command: ["python"],
+                            args: db.apply((u) => authMigrationArgs(u.auth)),
+                            env: databaseEnv,
+                            volumeMounts: [tmpMount],
+                        }],
+                        volumes: [tmpVolume],
+                    },
+                },
+            },
+        }, child);
+
+        // --- Server --------------------------------------------------------------------------
+        const args_ = pulumi.all([db, args.artifactsDestination, args.namespace]).apply(([uris, destination, ns]) => serverArgs({
+            backendStoreUri: uris.tracking,
+            artifactsDestination: destination,
+            workers: args.workers,
+            allowedHosts: allowedHosts(ns, args.ingress?.host),
+        }));
+        // Pods roll when anything they read changes, Secrets included (hashed, never exposed).
+        const configChecksum = pulumi.all([
+            s3Secret.stringData, serverSecret.stringData, authConfig.data, args_, args.database.secretName,
+        ]).apply((values) => checksum(...values));
+
+        const httpGetHealth = { path: "/health", port: "http" };
+        const deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, {
+            metadata: { ...meta, name: `${name}-tracking-server` },
+            spec: {
+                replicas: args.maxReplicas ? undefined : args.replicas,
+                selector: { matchLabels: selector },
+                strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+                template: {
+                    metadata: {
+                        labels: meta.labels,
+                        annotations: { "checksum/config": configChecksum },
+                    },
+                    spec: {
+                        ...podSpecBase,
+                        terminationGracePeriodSeconds: 30,
+                        containers: [{
+                            ...container,
+                            name: "mlflow",
+                            command: ["mlflow"],
+                            args: args_,
+                            ports: [{ name: "http", containerPort: CONTAINER_PORT, protocol: "TCP" }],
+                            env: serverEnv,
+                            // /health answers without auth and skips the Host check.
+                            startupProbe: { httpGet: httpGetHealth, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
+                            readinessProbe: { httpGet: httpGetHealth, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+                            livenessProbe: { httpGet: httpGetHealth, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 5 },
+                            volumeMounts: [
+                                tmpMount,
+                                { name: "auth-config", mountPath: AUTH_CONFIG_DIR, readOnly: true },
+                            ],
+                        }],
+                        volumes: [
+                            tmpVolume,
+                            { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
+                        ],
+                    },
+                },
+            },
+        }, { ...child, dependsOn: [migration] });
+
+        const service = new k8s.core.v1.Service(`${name}-service`, {
+            metadata: { ...meta, name: SERVICE_NAME },
+            spec: {
+                type: "ClusterIP",
+                selector,
+                ports: [{ name: "http", port: SERVICE_PORT, targetPort: "http", protocol: "TCP" }],
+            },
+        }, child);
+
+        const minReplicas = args.replicas;
+        if (Math.max(minReplicas, args.maxReplicas ?? 0) > 1) {
+            new k8s.policy.v1.PodDisruptionBudget(`${name}-pdb`, {
+                metadata: meta,
+                spec: { maxUnavailable: 1, selector: { matchLabels: selector } },
+            }, child);
+        }
+        if (args.maxReplicas) {
+            new k8s.autoscaling.v2.HorizontalPodAutoscaler(`${name}-hpa`, {
+                metadata: meta,
+                spec: {
+                    scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: deployment.metadata.name },
+                    minReplicas,
+                    maxReplicas: args.maxReplicas,
+                    metrics: [{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 70 } } }],
+                },
+            }, child);
+        }
+        if (args.ingress) {
+            const ing = args.ingress;
+            new k8s.networking.v1.Ingress(`${name}-ingress`, {
+                metadata: {
+                    ...meta,
+                    annotations: {
+                        // Artifacts are proxied through the server: no body limit, long transfers.
+                        "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+                        "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
+                        "nginx.ingress.kubernetes.io/proxy-send-timeout": "600",
+                    },
+                },
+                spec: {
+                    ingressClassName: ing.className,
+                    tls: ing.tlsSecretName ? [{ hosts: [ing.host], secretName: ing.tlsSecretName }] : undefined,
+                    rules: [{
+                        host: ing.host,
+                        http: {
+                            paths: [{
+                                path: "/",
+                                pathType: "Prefix",
+                                backend: { service: { name: service.metadata.name, port: { name: "http" } } },
+                            }],
+                        },
+                    }],
+                },
+            }, child);
+        }
+
+        this.serviceName = service.metadata.name;
+        this.deploymentName = deployment.metadata.name;
+        this.internalUri = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc.cluster.local:${SERVICE_PORT}`;
+        this.registerOutputs({
+            serviceName: this.serviceName,
+            internalUri: this.internalUri,
+            adminUsername: this.adminUsername,
+            adminPassword: this.adminPassword,
+        });
+    }
+}
