@@ -31,7 +31,7 @@ const artifacts = new ArtifactStore("mlflow-artifacts", {
 const namespace = createNamespace("mlflow-namespace", config.namespace, providers.kubernetes);
 const k8sOpts = { providers: { kubernetes: providers.kubernetes }, dependsOn: [namespace] };
 
-const postgres = new Postgres("mlflow", {
+const postgres = new Postgres("mlflow-postgres", {
     namespace: namespace.metadata.name,
     storageSize: config.postgres.storageSize,
     storageClass: config.postgres.storageClass,

@@ -104,7 +104,7 @@ export class Postgres extends pulumi.ComponentResource {
         }, child);
 
         const headless = new k8s.core.v1.Service(`${name}-headless`, {
-            metadata: { ...meta, name: `${name}-postgres-headless` },
+            metadata: { ...meta, name: `${name}-headless` },
             spec: {
                 clusterIP: "None",
                 publishNotReadyAddresses: true,
@@ -114,7 +114,7 @@ export class Postgres extends pulumi.ComponentResource {
         }, child);
 
         const service = new k8s.core.v1.Service(`${name}-service`, {
-            metadata: { ...meta, name: `${name}-postgres` },
+            metadata: { ...meta, name },
             spec: {
                 type: "ClusterIP",
                 selector,
@@ -130,7 +130,7 @@ export class Postgres extends pulumi.ComponentResource {
             ["pg_isready", "--host", host, "--port", String(POSTGRES_PORT), "--username", APP_ROLE, "--dbname", TRACKING_DATABASE];
 
         const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
-            metadata: { ...meta, name: `${name}-postgres` },
+            metadata: { ...meta, name },
             spec: {
                 serviceName: headless.metadata.name,
                 replicas: 1,
