@@ -215,7 +215,10 @@ export class Postgres extends pulumi.ComponentResource {
             },
         }, { ...child, protect: args.protect ?? false, retainOnDelete: args.protect ?? false });
 
-        this.host = pulumi.interpolate`${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local`;
+        // Derived from the StatefulSet too, so whoever connects to this host (the migration Job)
+        // waits until the database is ready, without having to know about the StatefulSet.
+        this.host = pulumi.all([service.metadata.name, service.metadata.namespace, statefulSet.metadata.name])
+            .apply(([svc, ns]) => `${svc}.${ns}.svc.cluster.local`);
         this.secretName = secret.metadata.name;
         this.statefulSetName = statefulSet.metadata.name;
 

@@ -27,12 +27,22 @@ export interface RecordedResource {
     readonly type: string;
     readonly name: string;
     readonly urn: string;
+    /** The id the mock assigned. */
+    readonly id: string;
     /** Inputs with secret wrappers removed. */
     readonly inputs: any;
     /** Paths (`a.b.0.c`) of inputs that arrived as secrets. */
     readonly secretPaths: readonly string[];
     /** The explicit provider reference (`urn::id`), if any. */
     readonly provider?: string;
+    /** URN of the parent resource (a component, or the stack when empty). */
+    readonly parent: string;
+    /** URNs this resource waits for (its `dependsOn` and input dependencies, expanded). */
+    readonly dependencies: readonly string[];
+    /** The `protect` resource option. */
+    readonly protect: boolean;
+    /** The `retainOnDelete` resource option. */
+    readonly retainOnDelete: boolean;
     /** The outputs the mock returned. */
     readonly state: any;
 }
@@ -51,6 +61,8 @@ export interface ProgramRun {
     readonly credentials: readonly string[];
     /** Resources of a type. */
     ofType(type: string): RecordedResource[];
+    /** The resource with this URN; throws when there is none. */
+    byUrn(urn: string): RecordedResource;
     /** The one resource of a type whose name matches; throws when not exactly one. */
     one(type: string, nameMatch?: RegExp): RecordedResource;
 }
@@ -146,7 +158,10 @@ function mockState(type: string, name: string, inputs: any, credentials: string[
         }
         case "random:index/randomPassword:RandomPassword": {
             const special = inputs.special === false ? "" : (inputs.overrideSpecial ?? "!@#$%&*()-_=+[]{}<>:?");
-            const result = `Aa1${special.slice(0, 1)}${fake(`pw/${name}`, Math.max(0, (inputs.length ?? 16) - 4), `abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789${special}`)}`;
+            // One of each class the generator guarantees, then filler up to the exact length.
+            const head = `Aa1${special.slice(0, 1)}`;
+            const result = head + fake(`pw/${name}`, Math.max(0, (inputs.length ?? 16) - head.length),
+                `abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789${special}`);
             credentials.push(result);
             return { id: `${name}-id`, state: { ...inputs, result } };
         }
@@ -185,13 +200,18 @@ async function settle<T>(value: unknown): Promise<{ value: T; secret: boolean }>
 export async function runProgram(stack: string, overrides: Record<string, string | number | boolean | undefined> = {}): Promise<ProgramRun> {
     const resources: RecordedResource[] = [];
     const credentials: string[] = [];
+    // The mock API passes neither parent nor dependencies to newResource: take them from the
+    // monitor's requests, keyed by type and name (which the program keeps unique).
+    const requests = new Map<string, { urn: string; parent: string; dependencies: string[]; protect: boolean; retainOnDelete: boolean }>();
     await pulumi.runtime.setMocks({
         newResource(args: pulumi.runtime.MockResourceArgs) {
             const secretPaths: string[] = [];
             const inputs = unwrap(args.inputs, "", secretPaths);
             const { id, state } = mockState(args.type, args.name, inputs, credentials);
-            const urn = `urn:pulumi:${stack}::${PROJECT}::${args.type}::${args.name}`;
-            resources.push({ type: args.type, name: args.name, urn, inputs, secretPaths, provider: args.provider, state });
+            const request = requests.get(`${args.type}::${args.name}`)!;
+            resources.push({
+                type: args.type, name: args.name, id, inputs, secretPaths, provider: args.provider, state, ...request,
+            });
             return { id, state };
         },
         call(args: pulumi.runtime.MockCallArgs) {
@@ -199,6 +219,23 @@ export async function runProgram(stack: string, overrides: Record<string, string
             throw new Error(`unexpected provider call ${args.token} in the mocks harness`);
         },
     }, PROJECT, stack, false);
+    const monitor: any = pulumi.runtime.getMonitor();
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, callback: unknown) => {
+        const key = `${req.getType()}::${req.getName()}`;
+        if (requests.has(key)) {
+            throw new Error(`two resources named ${key}: logical names must be unique`);
+        }
+        const parent: string = req.getParent();
+        requests.set(key, {
+            urn: monitor.newUrn(parent, req.getType(), req.getName()),
+            parent,
+            dependencies: req.getDependenciesList(),
+            protect: req.getProtect() === true,
+            retainOnDelete: req.getRetainondelete() === true,
+        });
+        return register(req, callback);
+    };
     pulumi.runtime.setAllConfig(stackConfig(stack, overrides), []);
     clearProgramModules();
 
@@ -227,6 +264,13 @@ export async function runProgram(stack: string, overrides: Record<string, string
         rawOutputs: program,
         credentials,
         ofType: (type) => resources.filter((r) => r.type === type),
+        byUrn(urn) {
+            const found = resources.find((r) => r.urn === urn);
+            if (!found) {
+                throw new Error(`no resource with URN ${urn}`);
+            }
+            return found;
+        },
         one(type, nameMatch) {
             const found = resources.filter((r) => r.type === type && (nameMatch === undefined || nameMatch.test(r.name)));
             if (found.length !== 1) {
@@ -235,5 +279,20 @@ export async function runProgram(stack: string, overrides: Record<string, string
             return found[0]!;
         },
     };
+    return run;
+}
+
+const runs = new Map<string, Promise<ProgramRun>>();
+
+/**
+ * The program run for a stack with its unmodified configuration, shared by every spec that only
+ * reads it (a run takes about a second; the suite would otherwise repeat it dozens of times).
+ */
+export function stackRun(stack: StackName): Promise<ProgramRun> {
+    let run = runs.get(stack);
+    if (run === undefined) {
+        run = runProgram(stack);
+        runs.set(stack, run);
+    }
     return run;
 }

@@ -1,0 +1,118 @@
+import { expect } from "chai";
+import { ProgramRun, runProgram, stackRun } from "./harness";
+
+const S3 = "aws:s3/";
+const byBucket = (run: ProgramRun, type: string) => {
+    const r = run.one(type);
+    expect(r.inputs.bucket, `${type} targets the artifact bucket`).to.equal(run.one("aws:s3/bucket:Bucket").state.bucket);
+    return r;
+};
+
+describe("ArtifactStore", () => {
+    let run: ProgramRun;
+    before(async () => {
+        run = await stackRun("minikube");
+    });
+
+    describe("bucket", () => {
+        it("is the current aws.s3.Bucket, named from the stack's prefix", () => {
+            const bucket = run.one("aws:s3/bucket:Bucket");
+            expect(bucket.inputs.bucketPrefix).to.equal("mlflow-minikube-");
+            expect(bucket.inputs.bucket, "a fixed name would collide between stacks").to.equal(undefined);
+            expect(run.ofType("aws:s3/bucketV2:BucketV2")).to.have.length(0);
+        });
+
+        it("is force-destroyed on the minikube stack, kept by default", async () => {
+            expect(run.one("aws:s3/bucket:Bucket").inputs.forceDestroy).to.equal(true);
+            const kept = await runProgram("minikube", { bucketForceDestroy: false });
+            expect(kept.one("aws:s3/bucket:Bucket").inputs.forceDestroy).to.equal(false);
+        });
+
+        it("blocks every kind of public access", () => {
+            const block = byBucket(run, `${S3}bucketPublicAccessBlock:BucketPublicAccessBlock`);
+            expect(block.inputs).to.include({ blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+        });
+
+        it("disables ACLs (BucketOwnerEnforced)", () => {
+            const own = byBucket(run, `${S3}bucketOwnershipControls:BucketOwnershipControls`);
+            expect(own.inputs.rule).to.deep.equal({ objectOwnership: "BucketOwnerEnforced" });
+        });
+
+        it("encrypts by default with SSE-S3, or SSE-KMS with a configured key", async () => {
+            const sse = byBucket(run, `${S3}bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration`);
+            expect(sse.inputs.rules[0].applyServerSideEncryptionByDefault).to.deep.equal({ sseAlgorithm: "AES256" });
+            const arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+            const kms = await runProgram("minikube", { bucketKmsKeyArn: arn });
+            const rule = kms.one(`${S3}bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration`).inputs.rules[0];
+            expect(rule.applyServerSideEncryptionByDefault).to.deep.equal({ sseAlgorithm: "aws:kms", kmsMasterKeyId: arn });
+            expect(rule.bucketKeyEnabled).to.equal(true);
+        });
+
+        it("keeps versions", () => {
+            const v = byBucket(run, `${S3}bucketVersioning:BucketVersioning`);
+            expect(v.inputs.versioningConfiguration).to.deep.equal({ status: "Enabled" });
+        });
+
+        it("aborts incomplete multipart uploads and expires noncurrent versions after the configured days", () => {
+            const lc = byBucket(run, `${S3}bucketLifecycleConfiguration:BucketLifecycleConfiguration`);
+            const rules = lc.inputs.rules as any[];
+            expect(rules.every((r) => r.status === "Enabled")).to.equal(true);
+            expect(rules.find((r) => r.abortIncompleteMultipartUpload)!.abortIncompleteMultipartUpload.daysAfterInitiation).to.equal(7);
+            expect(rules.find((r) => r.noncurrentVersionExpiration)!.noncurrentVersionExpiration.noncurrentDays).to.equal(7);
+            expect(lc.dependencies, "lifecycle rules on versions need versioning first").to.include(
+                run.one(`${S3}bucketVersioning:BucketVersioning`).urn);
+        });
+
+        it("refuses requests without TLS", () => {
+            const policy = JSON.parse(byBucket(run, `${S3}bucketPolicy:BucketPolicy`).inputs.policy);
+            const bucketArn = run.one("aws:s3/bucket:Bucket").state.arn;
+            expect(policy.Statement).to.deep.include({
+                Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: ["s3:*"],
+                Resource: [bucketArn, `${bucketArn}/*`], Condition: { Bool: { "aws:SecureTransport": "false" } },
+            });
+        });
+
+        it("is protected and retained when protectData is set, and only then", async () => {
+            const unprotected = run.one("aws:s3/bucket:Bucket");
+            expect([unprotected.protect, unprotected.retainOnDelete]).to.deep.equal([false, false]);
+            const prod = await runProgram("minikube", { protectData: true });
+            const bucket = prod.one("aws:s3/bucket:Bucket");
+            expect([bucket.protect, bucket.retainOnDelete]).to.deep.equal([true, true]);
+        });
+    });
+
+    describe("IAM", () => {
+        it("gives the user a customer-managed policy scoped to the bucket's artifact prefix", () => {
+            const policy = run.one("aws:iam/policy:Policy");
+            const doc = JSON.parse(policy.inputs.policy);
+            const arn = run.one("aws:s3/bucket:Bucket").state.arn;
+            expect(doc.Statement.find((s: any) => s.Sid === "ReadWriteArtifacts").Resource).to.deep.equal([`${arn}/mlflow/*`]);
+            const attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment");
+            expect(attachment.inputs.user).to.equal(run.one("aws:iam/user:User").state.name);
+            expect(attachment.inputs.policyArn).to.equal(policy.state.arn);
+            expect(run.ofType("aws:iam/userPolicy:UserPolicy"), "no inline policies").to.have.length(0);
+        });
+
+        it("creates one access key for that user", () => {
+            const key = run.one("aws:iam/accessKey:AccessKey");
+            expect(key.inputs.user).to.equal(run.one("aws:iam/user:User").state.name);
+            expect(key.inputs.pgpKey, "the secret is kept in state, encrypted as a Pulumi secret").to.equal(undefined);
+        });
+    });
+
+    describe("outputs", () => {
+        it("exports the bucket and an s3:// artifact URI", () => {
+            const bucket = run.one("aws:s3/bucket:Bucket").state.bucket;
+            expect(run.outputs.bucketName).to.equal(bucket);
+            expect(run.outputs.artifactUri).to.equal(`s3://${bucket}/mlflow`);
+        });
+
+        it("never exports the access key as a stack output", () => {
+            const key = run.one("aws:iam/accessKey:AccessKey");
+            const plain = Object.entries(run.outputs).filter(([k]) => !run.secretOutputs.includes(k));
+            for (const [k, v] of plain) {
+                expect(String(JSON.stringify(v)), k).to.not.include(key.state.secret).and.not.include(key.state.id ?? "\0");
+            }
+        });
+    });
+});

@@ -1,0 +1,176 @@
+import { expect } from "chai";
+import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, parseConfig, parseQuantity } from "../components/config";
+import { STACKS, projectSchema, stackConfig } from "./harness";
+
+/** A reader over a stack's real configuration with some keys replaced (undefined removes one). */
+function readerFor(stack: string, overrides: Record<string, string | undefined> = {}) {
+    const config = stackConfig(stack, overrides);
+    return (key: string) => config[`${PROJECT}:${key}`];
+}
+
+function parse(overrides: Record<string, string | undefined>, stack = "minikube"): StackConfig {
+    return parseConfig(readerFor(stack, overrides));
+}
+
+/** Asserts that parsing fails and the error names the key and what is allowed. */
+function expectRejected(overrides: Record<string, string | undefined>, key: string, allowed: RegExp): void {
+    let error: unknown;
+    try {
+        parse(overrides);
+    } catch (e) {
+        error = e;
+    }
+    expect(error, `expected ${JSON.stringify(overrides)} to be rejected`).to.be.instanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).to.include(`${PROJECT}:${key}`);
+    expect(message).to.match(allowed);
+}
+
+describe("config", () => {
+    describe("Pulumi.yaml schema", () => {
+        const schema = projectSchema();
+
+        it("gives every key a type, a description and (except kubeContext) a default", () => {
+            for (const [key, spec] of Object.entries(schema)) {
+                expect(spec.type, key).to.be.oneOf(["string", "integer", "boolean"]);
+                expect(spec.description, key).to.be.a("string").and.not.be.empty;
+                if (key === "kubeContext") {
+                    expect(spec.default, "kubeContext must be set per stack, never defaulted").to.equal(undefined);
+                } else {
+                    expect(spec.default, key).to.not.equal(undefined);
+                }
+            }
+        });
+
+        it("declares exactly the keys the program reads", () => {
+            const read = new Set<string>();
+            parseConfig((key) => {
+                read.add(key);
+                return stackConfig("minikube")[`${PROJECT}:${key}`];
+            });
+            expect([...read].sort()).to.deep.equal(Object.keys(schema).sort());
+        });
+
+        it("has defaults that are valid on their own (with a kube context)", () => {
+            const defaults: Record<string, string> = { kubeContext: "any" };
+            for (const [key, spec] of Object.entries(schema)) {
+                if (spec.default !== undefined) {
+                    defaults[key] = String(spec.default);
+                }
+            }
+            const c = parseConfig((key) => defaults[key]);
+            expect(c.namespace).to.equal("mlflow");
+            expect(c.artifacts.forceDestroy, "a bucket is kept unless a stack says otherwise").to.equal(false);
+            expect(c.postgres.volumeRetention).to.equal("Retain");
+        });
+    });
+
+    describe("stack files", () => {
+        for (const stack of STACKS) {
+            it(`parses the ${stack} stack`, () => {
+                const c = parseConfig(readerFor(stack));
+                expect(c.kubeContext).to.not.be.empty;
+                expect(c.artifacts.forceDestroy, "stacks tear down cleanly").to.equal(true);
+                expect(c.postgres.volumeRetention).to.equal("Delete");
+                expect(Object.isFrozen(c) && Object.isFrozen(c.mlflow.resources)).to.equal(true);
+            });
+        }
+
+        it("uses the minikube context for the minikube stack and one replica", () => {
+            const c = parseConfig(readerFor("minikube"));
+            expect(c.kubeContext).to.equal("minikube");
+            expect(c.mlflow.replicas).to.equal(1);
+            expect(c.mlflow.maxReplicas).to.equal(0);
+        });
+
+        it("runs dev with two or more replicas and autoscaling", () => {
+            const c = parseConfig(readerFor("dev"));
+            expect(c.mlflow.replicas).to.be.at.least(2);
+            expect(c.mlflow.maxReplicas).to.be.greaterThan(c.mlflow.replicas);
+        });
+    });
+
+    describe("rejects invalid values, naming the key and what is allowed", () => {
+        const cases: [string, Record<string, string | undefined>, string, RegExp][] = [
+            ["a missing kube context", { kubeContext: undefined }, "kubeContext", /required/],
+            ["an empty kube context", { kubeContext: "  " }, "kubeContext", /required/],
+            ["a namespace with capitals", { namespace: "MLflow" }, "namespace", /DNS-1123 label/],
+            ["a namespace ending in a hyphen", { namespace: "mlflow-" }, "namespace", /DNS-1123 label/],
+            ["a namespace over 63 characters", { namespace: "a".repeat(64) }, "namespace", /at most 63/],
+            ["zero replicas", { mlflowReplicas: "0" }, "mlflowReplicas", /integer from 1 to 100/],
+            ["a fractional replica count", { mlflowReplicas: "1.5" }, "mlflowReplicas", /integer/],
+            ["a replica count that is not a number", { mlflowReplicas: "two" }, "mlflowReplicas", /integer/],
+            ["a storage size that is not a quantity", { postgresStorageSize: "10GB" }, "postgresStorageSize", /memory quantity/],
+            ["a CPU request that is not a quantity", { mlflowCpuRequest: "half" }, "mlflowCpuRequest", /CPU quantity/],
+            ["a zero memory limit", { postgresMemoryLimit: "0" }, "postgresMemoryLimit", /positive/],
+            ["a request above its limit", { mlflowMemoryRequest: "4Gi", mlflowMemoryLimit: "1Gi" }, "mlflowMemoryRequest", /must not exceed/],
+            ["a bucket prefix with capitals", { bucketPrefix: "MLflow-" }, "bucketPrefix", /lowercase letters/],
+            ["a bucket prefix with underscores", { bucketPrefix: "ml_flow" }, "bucketPrefix", /lowercase letters/],
+            ["a bucket prefix too long for a generated name", { bucketPrefix: "a".repeat(38) }, "bucketPrefix", /3 to 37/],
+            ["a bucket prefix S3 reserves", { bucketPrefix: "xn--mlflow" }, "bucketPrefix", /reserves/],
+            ["an artifact prefix with a leading slash", { artifactPrefix: "/mlflow" }, "artifactPrefix", /no leading or trailing/],
+            ["an artifact prefix with a wildcard", { artifactPrefix: "ml*" }, "artifactPrefix", /letters, digits/],
+            ["an unknown default permission", { mlflowDefaultPermission: "WRITE" }, "mlflowDefaultPermission", /one of READ, EDIT, MANAGE, NO_PERMISSIONS/],
+            ["an unknown volume retention", { postgresVolumeRetention: "Recycle" }, "postgresVolumeRetention", /one of Delete, Retain/],
+            ["a boolean that is not one", { bucketForceDestroy: "yes" }, "bucketForceDestroy", /true or false/],
+            ["an invalid AWS region", { awsRegion: "europe" }, "awsRegion", /AWS region code/],
+            ["an endpoint that is not a URL", { awsEndpoint: "localhost:5000" }, "awsEndpoint", /http\(s\) URL/],
+            ["a KMS key that is not an ARN", { bucketKmsKeyArn: "my-key" }, "bucketKmsKeyArn", /KMS key ARN/],
+            ["a zero-day version expiry", { noncurrentVersionExpirationDays: "0" }, "noncurrentVersionExpirationDays", /integer from 1/],
+            ["an autoscaling ceiling below the replicas", { mlflowReplicas: "3", mlflowMaxReplicas: "2" }, "mlflowMaxReplicas", /at least/],
+            ["pools larger than max_connections", { mlflowWorkers: "8", mlflowDbPoolSize: "10", mlflowDbMaxOverflow: "10" }, "mlflowDbPoolSize", /exceeds .*postgresMaxConnections/],
+            ["an admin user name with spaces", { mlflowAdminUsername: "the admin" }, "mlflowAdminUsername", /user name/],
+            ["an ingress host that is not a DNS name", { ingressHost: "mlflow_ui" }, "ingressHost", /DNS name/],
+            ["an ingress TLS secret without a host", { ingressTlsSecretName: "mlflow-tls" }, "ingressHost", /required when/],
+            ["a storage class that is not a name", { postgresStorageClass: "Fast SSD" }, "postgresStorageClass", /StorageClass name/],
+        ];
+        for (const [what, overrides, key, allowed] of cases) {
+            it(`rejects ${what}`, () => expectRejected(overrides, key, allowed));
+        }
+
+        it("reports every problem at once, with the bad value", () => {
+            try {
+                parse({ namespace: "Bad_NS", mlflowReplicas: "-1" });
+                expect.fail("should have thrown");
+            } catch (e) {
+                expect((e as ConfigError).problems).to.have.length(2);
+                expect((e as Error).message).to.include('"Bad_NS"').and.include('"-1"');
+            }
+        });
+    });
+
+    describe("accepts what Kubernetes and S3 accept", () => {
+        it("parses Kubernetes quantities", () => {
+            expect(parseQuantity("250m")).to.equal(0.25);
+            expect(parseQuantity("1")).to.equal(1);
+            expect(parseQuantity("512Mi")).to.equal(512 * 2 ** 20);
+            expect(parseQuantity("1.5Gi")).to.equal(1.5 * 2 ** 30);
+            expect(parseQuantity("2G")).to.equal(2e9);
+            expect(parseQuantity("1e3")).to.equal(1000);
+            expect(parseQuantity("10GB")).to.be.NaN;
+            expect(parseQuantity("")).to.be.NaN;
+        });
+
+        it("accepts a valid bucket prefix and optional settings", () => {
+            expect(bucketPrefixProblems("mlflow-artifacts-")).to.deep.equal([]);
+            const c = parse({
+                bucketKmsKeyArn: "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                awsEndpoint: "http://127.0.0.1:5000",
+                ingressHost: "mlflow.example.com",
+                ingressClassName: "nginx",
+                artifactPrefix: "teams/data-science",
+            });
+            expect(c.artifacts.kmsKeyArn).to.match(/^arn:aws:kms:/);
+            expect(c.aws.endpoint).to.equal("http://127.0.0.1:5000");
+            expect(c.mlflow.ingress).to.deep.equal({ host: "mlflow.example.com", className: "nginx", tlsSecretName: undefined });
+            expect(c.artifacts.artifactPrefix).to.equal("teams/data-science");
+        });
+
+        it("treats an empty optional value as unset", () => {
+            const c = parse({ kubeconfig: "", awsEndpoint: "", ingressHost: "" });
+            expect(c.kubeconfig).to.equal(undefined);
+            expect(c.aws.endpoint).to.equal(undefined);
+            expect(c.mlflow.ingress).to.equal(undefined);
+        });
+    });
+});

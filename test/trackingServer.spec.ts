@@ -1,0 +1,212 @@
+import { expect } from "chai";
+import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT } from "../components/mlflowSettings";
+import { S3_SECRET_KEYS, SERVER_SECRET_KEYS } from "../components/trackingServer";
+import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
+import { ProgramRun, runProgram, stackRun } from "./harness";
+
+const DEPLOYMENT = "kubernetes:apps/v1:Deployment";
+const JOB = "kubernetes:batch/v1:Job";
+
+/** Value of a `--flag value` pair in an argument list. */
+function flag(args: string[], name: string): string | undefined {
+    const i = args.indexOf(name);
+    return i < 0 ? undefined : args[i + 1];
+}
+
+describe("MlflowTrackingServer", () => {
+    let run: ProgramRun;
+    let pod: any;
+    let server: any;
+    let env: Record<string, any>;
+    before(async () => {
+        run = await stackRun("minikube");
+        pod = run.one(DEPLOYMENT).inputs.spec.template.spec;
+        server = pod.containers[0];
+        env = Object.fromEntries(server.env.map((e: any) => [e.name, e]));
+    });
+
+    describe("S3 credentials", () => {
+        it("go straight from the access key into a Secret, as stringData, with the region", () => {
+            const key = run.one("aws:iam/accessKey:AccessKey");
+            const secret = run.one("kubernetes:core/v1:Secret", /s3-credentials/);
+            expect(secret.inputs.stringData).to.deep.equal({
+                [S3_SECRET_KEYS.accessKeyId]: key.id,
+                [S3_SECRET_KEYS.secretAccessKey]: key.state.secret,
+                [S3_SECRET_KEYS.region]: "us-east-1",
+            });
+            expect(secret.inputs.data).to.equal(undefined);
+            expect(secret.inputs.metadata.namespace).to.equal("mlflow");
+            expect(secret.dependencies).to.include(run.one("aws:iam/accessKey:AccessKey").urn);
+        });
+
+        it("reach the server only through secretKeyRef", () => {
+            const name = run.one("kubernetes:core/v1:Secret", /s3-credentials/).state.metadata.name;
+            for (const [variable, key] of [["AWS_ACCESS_KEY_ID", S3_SECRET_KEYS.accessKeyId], ["AWS_SECRET_ACCESS_KEY", S3_SECRET_KEYS.secretAccessKey], ["AWS_DEFAULT_REGION", S3_SECRET_KEYS.region]]) {
+                expect(env[variable!].valueFrom.secretKeyRef, variable).to.deep.equal({ name, key });
+                expect(env[variable!].value).to.equal(undefined);
+            }
+        });
+    });
+
+    describe("command line", () => {
+        it("runs the pinned -full image with an explicit command", () => {
+            expect(server.image).to.equal(MLFLOW_IMAGE);
+            expect(MLFLOW_IMAGE).to.match(/^ghcr\.io\/mlflow\/mlflow:v\d+\.\d+\.\d+-full$/);
+            expect(server.command).to.deep.equal(["mlflow"]);
+            expect(server.args[0]).to.equal("server");
+        });
+
+        it("binds all interfaces on the container port", () => {
+            expect(flag(server.args, "--host")).to.equal("0.0.0.0");
+            expect(flag(server.args, "--port")).to.equal(String(CONTAINER_PORT));
+            expect(server.ports).to.deep.equal([{ name: "http", containerPort: CONTAINER_PORT, protocol: "TCP" }]);
+        });
+
+        it("stores metadata in PostgreSQL without a password in the URI", () => {
+            const uri = flag(server.args, "--backend-store-uri")!;
+            expect(uri).to.equal(`postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow`);
+            expect(uri).to.not.match(/:[^/]*@/);
+            const pgSecret = run.one("kubernetes:core/v1:Secret", /postgres-credentials/).state.metadata.name;
+            expect(env.PGPASSWORD.valueFrom.secretKeyRef).to.deep.equal({ name: pgSecret, key: "password" });
+            expect(env.PGUSER.valueFrom.secretKeyRef).to.deep.equal({ name: pgSecret, key: "username" });
+        });
+
+        it("proxies artifacts to the bucket's prefix, so clients need no AWS keys", () => {
+            expect(server.args).to.include("--serve-artifacts");
+            expect(flag(server.args, "--artifacts-destination")).to.equal(run.outputs.artifactUri);
+            expect(server.args).to.not.include("--default-artifact-root");
+            expect(server.args).to.not.include("--no-serve-artifacts");
+        });
+
+        it("turns basic auth on, with a generated admin password and Flask key", () => {
+            expect(flag(server.args, "--app-name")).to.equal("basic-auth");
+            const secret = run.one("kubernetes:core/v1:Secret", /-server$/);
+            expect(env.MLFLOW_AUTH_ADMIN_USERNAME.value).to.equal("admin");
+            expect(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal({ name: secret.state.metadata.name, key: SERVER_SECRET_KEYS.adminPassword });
+            expect(env.MLFLOW_FLASK_SERVER_SECRET_KEY.valueFrom.secretKeyRef).to.deep.equal({ name: secret.state.metadata.name, key: SERVER_SECRET_KEYS.flaskSecretKey });
+            const admin = secret.inputs.stringData[SERVER_SECRET_KEYS.adminPassword];
+            expect(admin).to.equal(run.outputs.adminPassword);
+            expect(admin, "MLflow's public default").to.not.equal("password1234");
+            expect(admin.length).to.be.at.least(20);
+            expect(secret.inputs.stringData[SERVER_SECRET_KEYS.flaskSecretKey].length).to.be.at.least(64);
+        });
+
+        it("reads an auth config that names the auth database and no secret", () => {
+            const cm = run.one("kubernetes:core/v1:ConfigMap", /auth-config/);
+            const ini: string = cm.inputs.data[AUTH_CONFIG_FILE];
+            expect(ini).to.include(`database_uri = postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow_auth`);
+            expect(ini).to.include("default_permission = READ");
+            expect(ini).to.not.match(/admin_password|password\s*=/);
+            expect(env.MLFLOW_AUTH_CONFIG_PATH.value).to.equal(`${AUTH_CONFIG_DIR}/${AUTH_CONFIG_FILE}`);
+            const mount = server.volumeMounts.find((m: any) => m.mountPath === AUTH_CONFIG_DIR);
+            expect(pod.volumes.find((v: any) => v.name === mount.name).configMap.name).to.equal(cm.state.metadata.name);
+        });
+
+        it("allows every in-cluster name of the Service and localhost", () => {
+            const hosts = flag(server.args, "--allowed-hosts")!.split(",");
+            for (const h of [SERVICE_NAME, `${SERVICE_NAME}.mlflow`, `${SERVICE_NAME}.mlflow.svc`, `${SERVICE_NAME}.mlflow.svc.cluster.local`]) {
+                expect(hosts).to.include(h);
+                expect(hosts).to.include(`${h}:${SERVICE_PORT}`);
+            }
+            expect(hosts).to.include.members(["localhost", "localhost:*"]);
+            expect(hosts).to.not.include("*");
+        });
+
+        it("uses replicas, workers, pool sizes and resources from config", () => {
+            expect(run.one(DEPLOYMENT).inputs.spec.replicas).to.equal(1);
+            expect(flag(server.args, "--workers")).to.equal("2");
+            expect(env.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE.value).to.equal("5");
+            expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("5");
+            expect(server.resources).to.deep.equal({ requests: { cpu: "100m", memory: "512Mi" }, limits: { cpu: "2", memory: "1536Mi" } });
+        });
+    });
+
+    describe("pod", () => {
+        it("probes /health, which needs neither auth nor an allowed Host, liveness differently from readiness", () => {
+            for (const probe of ["readinessProbe", "livenessProbe", "startupProbe"]) {
+                expect(server[probe].httpGet, probe).to.deep.equal({ path: "/health", port: "http" });
+            }
+            expect(server.readinessProbe).to.not.deep.equal(server.livenessProbe);
+        });
+
+        it("runs restricted with a read-only root and a writable /tmp", () => {
+            expect(pod.securityContext).to.include({ runAsNonRoot: true, runAsUser: MLFLOW_UID, fsGroup: MLFLOW_UID });
+            expect(server.securityContext).to.deep.include({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true });
+            expect(server.securityContext.capabilities).to.deep.equal({ drop: ["ALL"] });
+            expect(pod.automountServiceAccountToken).to.equal(false);
+            const tmp = server.volumeMounts.find((m: any) => m.mountPath === "/tmp");
+            expect(pod.volumes.find((v: any) => v.name === tmp.name).emptyDir).to.exist;
+            expect(env.HOME.value).to.equal("/tmp");
+        });
+
+        it("rolls when a Secret or the config changes", async () => {
+            const before = run.one(DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
+            expect(before).to.match(/^[0-9a-f]{64}$/);
+            const changed = await runProgram("minikube", { mlflowDefaultPermission: "EDIT", mlflowMaxReplicas: 3 });
+            const after = changed.one(DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
+            expect(after).to.not.equal(before);
+            expect(changed.one(DEPLOYMENT).inputs.spec.replicas, "the autoscaler owns replicas").to.equal(undefined);
+            expect(changed.ofType("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")).to.have.length(1);
+        });
+    });
+
+    describe("migration Job", () => {
+        it("upgrades the tracking schema, then the auth schema, with the server's image and database settings", () => {
+            const job = run.one(JOB).inputs.spec.template.spec;
+            const [tracking] = job.initContainers;
+            const [auth] = job.containers;
+            expect(tracking.image).to.equal(MLFLOW_IMAGE);
+            expect(tracking.command).to.deep.equal(["mlflow"]);
+            expect(tracking.args).to.deep.equal(["db", "upgrade", flag(server.args, "--backend-store-uri")]);
+            expect(auth.command).to.deep.equal(["python"]);
+            expect(auth.args).to.deep.equal(["-m", "mlflow.server.auth", "db", "upgrade", "--url", `postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow_auth`]);
+            for (const c of [tracking, auth]) {
+                const names = c.env.map((e: any) => e.name);
+                expect(names).to.include.members(["PGUSER", "PGPASSWORD"]);
+                expect(c.env.find((e: any) => e.name === "PGPASSWORD").valueFrom.secretKeyRef).to.exist;
+                expect(c.securityContext.readOnlyRootFilesystem).to.equal(true);
+            }
+            expect(job.restartPolicy).to.equal("OnFailure");
+        });
+
+        it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready", () => {
+            expect(run.one(DEPLOYMENT).dependencies).to.include(run.one(JOB).urn);
+            expect(run.one(JOB).dependencies).to.include(run.one("kubernetes:apps/v1:StatefulSet").urn);
+        });
+    });
+
+    describe("Service", () => {
+        it("is mlflow-service, port 80 to the container port, selecting exactly the server's pods", () => {
+            const svc = run.one("kubernetes:core/v1:Service", /^mlflow-service$/).inputs;
+            const deployment = run.one(DEPLOYMENT).inputs;
+            expect(svc.metadata.name).to.equal("mlflow-service");
+            expect(svc.spec.ports).to.deep.equal([{ name: "http", port: 80, targetPort: "http", protocol: "TCP" }]);
+            expect(svc.spec.selector).to.deep.equal(deployment.spec.selector.matchLabels);
+            for (const [k, v] of Object.entries(svc.spec.selector)) {
+                expect(deployment.spec.template.metadata.labels[k]).to.equal(v);
+            }
+            const job = run.one(JOB).inputs.spec.template.metadata.labels;
+            expect(Object.entries(svc.spec.selector).every(([k, v]) => job[k] === v), "the migration Job is not a backend").to.equal(false);
+        });
+    });
+
+    describe("optional objects", () => {
+        it("adds no PDB, HPA or Ingress on minikube", () => {
+            for (const t of ["kubernetes:policy/v1:PodDisruptionBudget", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:networking.k8s.io/v1:Ingress"]) {
+                expect(run.ofType(t), t).to.have.length(0);
+            }
+        });
+
+        it("adds an Ingress for the configured host, allowed by the Host check", async () => {
+            const withIngress = await runProgram("minikube", { ingressHost: "mlflow.example.com", ingressClassName: "nginx", ingressTlsSecretName: "mlflow-tls" });
+            const ing = withIngress.one("kubernetes:networking.k8s.io/v1:Ingress").inputs;
+            expect(ing.spec.ingressClassName).to.equal("nginx");
+            expect(ing.spec.tls).to.deep.equal([{ hosts: ["mlflow.example.com"], secretName: "mlflow-tls" }]);
+            expect(ing.spec.rules[0].host).to.equal("mlflow.example.com");
+            expect(ing.spec.rules[0].http.paths[0].backend.service).to.deep.equal({ name: "mlflow-service", port: { name: "http" } });
+            const args = withIngress.one(DEPLOYMENT).inputs.spec.template.spec.containers[0].args;
+            expect(flag(args, "--allowed-hosts")!.split(",")).to.include("mlflow.example.com");
+            expect(withIngress.outputs.ingressUrl).to.equal("https://mlflow.example.com");
+        });
+    });
+});
