@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { ProgramRun, runProgram, stackRun } from "./harness";
+import { ProgramRun, VARIANT, stackRun, variantRun } from "./harness";
 
 const S3 = "aws:s3/";
 const byBucket = (run: ProgramRun, type: string) => {
@@ -24,7 +24,7 @@ describe("ArtifactStore", () => {
 
         it("is force-destroyed on the minikube stack, kept by default", async () => {
             expect(run.one("aws:s3/bucket:Bucket").inputs.forceDestroy).to.equal(true);
-            const kept = await runProgram("minikube", { bucketForceDestroy: false });
+            const kept = await variantRun();
             expect(kept.one("aws:s3/bucket:Bucket").inputs.forceDestroy).to.equal(false);
         });
 
@@ -41,8 +41,8 @@ describe("ArtifactStore", () => {
         it("encrypts by default with SSE-S3, or SSE-KMS with a configured key", async () => {
             const sse = byBucket(run, `${S3}bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration`);
             expect(sse.inputs.rules[0].applyServerSideEncryptionByDefault).to.deep.equal({ sseAlgorithm: "AES256" });
-            const arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-            const kms = await runProgram("minikube", { bucketKmsKeyArn: arn });
+            const arn = VARIANT.bucketKmsKeyArn;
+            const kms = await variantRun();
             const rule = kms.one(`${S3}bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration`).inputs.rules[0];
             expect(rule.applyServerSideEncryptionByDefault).to.deep.equal({ sseAlgorithm: "aws:kms", kmsMasterKeyId: arn });
             expect(rule.bucketKeyEnabled).to.equal(true);
@@ -75,7 +75,7 @@ describe("ArtifactStore", () => {
         it("is protected and retained when protectData is set, and only then", async () => {
             const unprotected = run.one("aws:s3/bucket:Bucket");
             expect([unprotected.protect, unprotected.retainOnDelete]).to.deep.equal([false, false]);
-            const prod = await runProgram("minikube", { protectData: true });
+            const prod = await variantRun();
             const bucket = prod.one("aws:s3/bucket:Bucket");
             expect([bucket.protect, bucket.retainOnDelete]).to.deep.equal([true, true]);
         });

@@ -186,7 +186,7 @@ function clearProgramModules(): void {
 
 async function settle<T>(value: unknown): Promise<{ value: T; secret: boolean }> {
     if (pulumi.Output.isInstance(value)) {
-        const secret = await (value as pulumi.Output<unknown>).isSecret;
+        const secret = await pulumi.isSecret(value as pulumi.Output<unknown>);
         const resolved = await new Promise<T>((resolve) => (value as pulumi.Output<T>).apply((v) => { resolve(v); return v; }));
         return { value: resolved, secret };
     }
@@ -295,4 +295,32 @@ export function stackRun(stack: StackName): Promise<ProgramRun> {
         runs.set(stack, run);
     }
     return run;
+}
+
+/**
+ * Every optional setting turned away from the stack file at once, so one extra run covers the
+ * variants the specs check (KMS, protection, storage, retention, emulator endpoint, autoscaling,
+ * Ingress, default permission).
+ */
+export const VARIANT = Object.freeze({
+    bucketForceDestroy: false,
+    bucketKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    protectData: true,
+    postgresStorageClass: "fast-ssd",
+    postgresStorageSize: "5Gi",
+    postgresVolumeRetention: "Retain",
+    awsEndpoint: "http://127.0.0.1:5000",
+    mlflowDefaultPermission: "EDIT",
+    mlflowMaxReplicas: 3,
+    ingressHost: "mlflow.example.com",
+    ingressClassName: "nginx",
+    ingressTlsSecretName: "mlflow-tls",
+});
+
+let variant: Promise<ProgramRun> | undefined;
+
+/** The minikube stack with {@link VARIANT} applied, run once and shared. */
+export function variantRun(): Promise<ProgramRun> {
+    variant ??= runProgram("minikube", VARIANT);
+    return variant;
 }

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { APP_ROLE, AUTH_DATABASE, POSTGRES_PORT, SECRET_KEYS, TRACKING_DATABASE, readInitFiles } from "../components/postgres";
 import { POSTGRES_IMAGE, POSTGRES_UID } from "../components/versions";
-import { ProgramRun, runProgram, stackRun } from "./harness";
+import { ProgramRun, stackRun, variantRun } from "./harness";
 
 const STS = "kubernetes:apps/v1:StatefulSet";
 
@@ -88,7 +88,7 @@ describe("Postgres", () => {
             const pgdata = container.env.find((e: any) => e.name === "PGDATA").value;
             const mount = container.volumeMounts.find((m: any) => m.name === claim.metadata.name);
             expect(pgdata.startsWith(`${mount.mountPath}/`), "PGDATA below the mount").to.equal(true);
-            const custom = await runProgram("minikube", { postgresStorageClass: "fast-ssd", postgresStorageSize: "5Gi" });
+            const custom = await variantRun();
             const customClaim = custom.one(STS).inputs.spec.volumeClaimTemplates[0];
             expect(customClaim.spec).to.deep.include({ storageClassName: "fast-ssd" });
             expect(customClaim.spec.resources.requests.storage).to.equal("5Gi");
@@ -96,7 +96,7 @@ describe("Postgres", () => {
 
         it("deletes or retains the claim with the StatefulSet as configured", async () => {
             expect(sts.spec.persistentVolumeClaimRetentionPolicy).to.deep.equal({ whenDeleted: "Delete", whenScaled: "Retain" });
-            const kept = await runProgram("minikube", { postgresVolumeRetention: "Retain" });
+            const kept = await variantRun();
             expect(kept.one(STS).inputs.spec.persistentVolumeClaimRetentionPolicy.whenDeleted).to.equal("Retain");
         });
 

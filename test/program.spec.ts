@@ -2,7 +2,7 @@ import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "../components/artifactStore";
 import { POD_SECURITY_LABELS } from "../components/kube";
-import { ProgramRun, STACKS, runProgram, stackRun } from "./harness";
+import { ProgramRun, STACKS, runProgram, stackRun, variantRun } from "./harness";
 
 const isProvider = (type: string) => type.startsWith("pulumi:providers:");
 const isComponent = (type: string) => type.startsWith("mlflow-k8s:");
@@ -67,7 +67,7 @@ describe("the whole program", () => {
             });
 
             it("exports the admin password as a secret and no credential in plain outputs", async () => {
-                expect(await (run.rawOutputs.adminPassword as pulumi.Output<string>).isSecret).to.equal(true);
+                expect(await pulumi.isSecret(run.rawOutputs.adminPassword as pulumi.Output<string>)).to.equal(true);
                 expect(run.secretOutputs).to.deep.equal(["adminPassword"]);
                 const plain = JSON.stringify(Object.entries(run.outputs).filter(([k]) => !run.secretOutputs.includes(k)));
                 for (const credential of run.credentials) {
@@ -95,7 +95,7 @@ describe("the whole program", () => {
     });
 
     it("points S3, IAM and STS at an emulator, path-style, when an endpoint is configured", async () => {
-        const local = await runProgram("minikube", { awsEndpoint: "http://127.0.0.1:5000" });
+        const local = await variantRun();
         const aws = local.one("pulumi:providers:aws").inputs;
         // Explicit provider inputs arrive JSON-encoded.
         const endpoints = JSON.parse(aws.endpoints);
@@ -106,7 +106,7 @@ describe("the whole program", () => {
     });
 
     it("protects the bucket and the database only when protectData is set", async () => {
-        const prod = await runProgram("minikube", { protectData: true });
+        const prod = await variantRun();
         const guarded = prod.resources.filter((r) => r.protect).map((r) => r.type).sort();
         expect(guarded).to.deep.equal(["aws:s3/bucket:Bucket", "kubernetes:apps/v1:StatefulSet"]);
         expect(prod.resources.filter((r) => r.retainOnDelete).map((r) => r.type).sort()).to.deep.equal(guarded);
@@ -125,12 +125,12 @@ describe("the whole program", () => {
     });
 
     it("keeps the access key secret in the ArtifactStore's own outputs", async () => {
-        await runProgram("minikube");
+        await stackRun("minikube"); // mocks in place
         const store = new ArtifactStore("secretness-probe", {
             bucketPrefix: "probe-", artifactPrefix: "mlflow", noncurrentVersionExpirationDays: 1,
         });
-        expect(await store.secretAccessKey.isSecret).to.equal(true);
-        expect(await store.accessKeyId.isSecret).to.equal(true);
-        expect(await store.bucketName.isSecret).to.equal(false);
+        expect(await pulumi.isSecret(store.secretAccessKey)).to.equal(true);
+        expect(await pulumi.isSecret(store.accessKeyId)).to.equal(true);
+        expect(await pulumi.isSecret(store.bucketName)).to.equal(false);
     });
 });

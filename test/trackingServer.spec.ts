@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT } from "../components/mlflowSettings";
 import { S3_SECRET_KEYS, SERVER_SECRET_KEYS } from "../components/trackingServer";
 import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
-import { ProgramRun, runProgram, stackRun } from "./harness";
+import { ProgramRun, stackRun, variantRun } from "./harness";
 
 const DEPLOYMENT = "kubernetes:apps/v1:Deployment";
 const JOB = "kubernetes:batch/v1:Job";
@@ -142,7 +142,7 @@ describe("MlflowTrackingServer", () => {
         it("rolls when a Secret or the config changes", async () => {
             const before = run.one(DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
             expect(before).to.match(/^[0-9a-f]{64}$/);
-            const changed = await runProgram("minikube", { mlflowDefaultPermission: "EDIT", mlflowMaxReplicas: 3 });
+            const changed = await variantRun();
             const after = changed.one(DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
             expect(after).to.not.equal(before);
             expect(changed.one(DEPLOYMENT).inputs.spec.replicas, "the autoscaler owns replicas").to.equal(undefined);
@@ -198,7 +198,7 @@ describe("MlflowTrackingServer", () => {
         });
 
         it("adds an Ingress for the configured host, allowed by the Host check", async () => {
-            const withIngress = await runProgram("minikube", { ingressHost: "mlflow.example.com", ingressClassName: "nginx", ingressTlsSecretName: "mlflow-tls" });
+            const withIngress = await variantRun();
             const ing = withIngress.one("kubernetes:networking.k8s.io/v1:Ingress").inputs;
             expect(ing.spec.ingressClassName).to.equal("nginx");
             expect(ing.spec.tls).to.deep.equal([{ hosts: ["mlflow.example.com"], secretName: "mlflow-tls" }]);
