@@ -1,6 +1,8 @@
 import { expect } from "chai";
+import * as fs from "fs";
+import * as path from "path";
 import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, parseConfig, parseQuantity } from "../components/config";
-import { STACKS, projectSchema, stackConfig } from "./harness";
+import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
 
 /** A reader over a stack's real configuration with some keys replaced (undefined removes one). */
 function readerFor(stack: string, overrides: Record<string, string | undefined> = {}) {
@@ -49,6 +51,21 @@ describe("config", () => {
                 return stackConfig("minikube")[`${PROJECT}:${key}`];
             });
             expect([...read].sort()).to.deep.equal(Object.keys(schema).sort());
+        });
+
+        it("is documented in the README with the same types and defaults", () => {
+            const text = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+            const readme = text.slice(text.indexOf("## Configuration reference"), text.indexOf("## Outputs"));
+            const rows = new Map<string, { type: string; def: string }>();
+            for (const m of readme.matchAll(/^\| `(\w+)` \| (\w+) \| ([^|]+) \|/gm)) {
+                rows.set(m[1]!, { type: m[2]!, def: m[3]!.trim() });
+            }
+            expect([...rows.keys()].sort()).to.deep.equal(Object.keys(schema).sort());
+            for (const [key, spec] of Object.entries(schema)) {
+                expect(rows.get(key)!.type, key).to.equal(spec.type);
+                const documented = spec.default === undefined ? "*(required)*" : `\`${spec.default === "" ? '""' : String(spec.default)}\``;
+                expect(rows.get(key)!.def, key).to.equal(documented);
+            }
         });
 
         it("has defaults that are valid on their own (with a kube context)", () => {
