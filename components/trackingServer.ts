@@ -9,6 +9,12 @@ import {
 } from "./mlflowSettings";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
+/**
+ * How long Pulumi waits for the Job and the Deployment. The `-full` image is large; its first pull
+ * on a fresh node can outlast the provider's 10-minute default.
+ */
+const IMAGE_PULL_TIMEOUT = "20m";
+
 /** Keys of the Secret holding the IAM user's access key. */
 export const S3_SECRET_KEYS = Object.freeze({
     accessKeyId: "AWS_ACCESS_KEY_ID",
@@ -182,7 +188,13 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         // workers race on it: migrate once, to completion, before any server pod starts. A new
         // image or database gives the Job a new spec, so Pulumi replaces it and it runs again.
         const migration = new k8s.batch.v1.Job(`${name}-migrate`, {
-            metadata: { ...meta, labels: labels(name, "db-migration", MLFLOW_VERSION) },
+            metadata: {
+                ...meta,
+                labels: labels(name, "db-migration", MLFLOW_VERSION),
+                // A Job that failed (database down, say) is replaced by the next update instead of
+                // being waited on forever.
+                annotations: { "pulumi.com/replaceUnready": "true" },
+            },
             spec: {
                 backoffLimit: 6,
                 activeDeadlineSeconds: 900,
@@ -211,7 +223,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     },
                 },
             },
-        }, child);
+        }, { ...child, customTimeouts: { create: IMAGE_PULL_TIMEOUT, update: IMAGE_PULL_TIMEOUT } });
 
         // --- Server --------------------------------------------------------------------------
         const args_ = pulumi.all([db, args.artifactsDestination, args.namespace]).apply(([uris, destination, ns]) => serverArgs({
@@ -263,7 +275,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     },
                 },
             },
-        }, { ...child, dependsOn: [migration] });
+        }, { ...child, dependsOn: [migration], customTimeouts: { create: IMAGE_PULL_TIMEOUT, update: IMAGE_PULL_TIMEOUT } });
 
         const service = new k8s.core.v1.Service(`${name}-service`, {
             metadata: { ...meta, name: SERVICE_NAME },

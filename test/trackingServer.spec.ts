@@ -167,6 +167,8 @@ describe("MlflowTrackingServer", () => {
                 expect(c.securityContext.readOnlyRootFilesystem).to.equal(true);
             }
             expect(job.restartPolicy).to.equal("OnFailure");
+            expect(run.one(JOB).inputs.metadata.annotations, "a failed migration is retried by the next update")
+                .to.deep.equal({ "pulumi.com/replaceUnready": "true" });
         });
 
         it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready", () => {
