@@ -6,10 +6,13 @@
  *          ──► Postgres (credentials Secret, StatefulSet)        [Kubernetes]
  *          ──► MlflowTrackingServer (S3 Secret, migration Job,   [Kubernetes]
  *              Deployment, mlflow-service)
+ *          ──► NetworkPolicies (default deny; only the flows      [Kubernetes]
+ *              the components need)
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "./components/artifactStore";
 import { loadConfig } from "./components/config";
+import { DEFAULT_INGRESS_CONTROLLER_NAMESPACE, NetworkPolicies } from "./components/networkPolicies";
 import { createNamespace, createProviders } from "./components/platform";
 import { Postgres, SECRET_KEYS } from "./components/postgres";
 import { MlflowTrackingServer } from "./components/trackingServer";
@@ -68,6 +71,15 @@ const server = new MlflowTrackingServer("mlflow", {
     defaultPermission: config.mlflow.defaultPermission,
     ingress: config.mlflow.ingress,
 }, { ...k8sOpts, dependsOn: [namespace, postgres] });
+
+new NetworkPolicies("mlflow-network", {
+    namespace: namespace.metadata.name,
+    postgres: { podSelector: postgres.podSelector, port: postgres.port },
+    trackingServer: { podSelector: server.podSelector, port: server.containerPort },
+    migration: { podSelector: server.migrationPodSelector },
+    s3Endpoint: config.aws.endpoint,
+    ingressControllerNamespace: config.mlflow.ingress ? DEFAULT_INGRESS_CONTROLLER_NAMESPACE : undefined,
+}, k8sOpts);
 
 const localPort = 8080;
 export const kubeContext = config.kubeContext;

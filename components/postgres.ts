@@ -73,6 +73,8 @@ export class Postgres extends pulumi.ComponentResource {
     public readonly password: pulumi.Output<string>;
     /** Name of the StatefulSet. */
     public readonly statefulSetName: pulumi.Output<string>;
+    /** Labels that select PostgreSQL's pods (for NetworkPolicies). */
+    public readonly podSelector: Readonly<Record<string, string>>;
 
     constructor(name: string, args: PostgresArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-k8s:kubernetes:Postgres", name, {}, opts);
@@ -80,6 +82,7 @@ export class Postgres extends pulumi.ComponentResource {
         const component = "postgres";
         const meta = { namespace: args.namespace, labels: labels(name, component, POSTGRES_VERSION) };
         const selector = selectorLabels(name, component);
+        this.podSelector = selector;
 
         // The password is written into the data volume on first start, so it must never change
         // by accident: no keepers, and a character set that needs no quoting anywhere.

@@ -97,6 +97,12 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
     public readonly adminPassword: pulumi.Output<string>;
     /** Name of the Deployment. */
     public readonly deploymentName: pulumi.Output<string>;
+    /** Labels that select the server's pods (for NetworkPolicies). */
+    public readonly podSelector: Readonly<Record<string, string>>;
+    /** Labels that select the migration Job's pods (for NetworkPolicies). */
+    public readonly migrationPodSelector: Readonly<Record<string, string>>;
+    /** Port the server listens on inside its pods. */
+    public readonly containerPort: number = CONTAINER_PORT;
 
     constructor(name: string, args: MlflowTrackingServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-k8s:kubernetes:MlflowTrackingServer", name, {}, opts);
@@ -104,6 +110,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const component = "tracking-server";
         const meta = { namespace: args.namespace, labels: labels(name, component, MLFLOW_VERSION) };
         const selector = selectorLabels(name, component);
+        this.podSelector = selector;
+        this.migrationPodSelector = selectorLabels(name, "db-migration");
 
         // --- Secrets -------------------------------------------------------------------------
         const s3Secret = new k8s.core.v1.Secret(`${name}-s3-credentials`, {
@@ -252,6 +260,16 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     spec: {
                         ...podSpecBase,
                         terminationGracePeriodSeconds: 30,
+                        // Spread replicas over nodes where possible, so one node going away never
+                        // takes every server with it.
+                        affinity: {
+                            podAntiAffinity: {
+                                preferredDuringSchedulingIgnoredDuringExecution: [{
+                                    weight: 100,
+                                    podAffinityTerm: { topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: selector } },
+                                }],
+                            },
+                        },
                         containers: [{
                             ...container,
                             name: "mlflow",

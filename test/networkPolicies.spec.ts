@@ -1,0 +1,190 @@
+import { expect } from "chai";
+import { DNS_NAMESPACE, s3EgressPorts } from "../components/networkPolicies";
+import { describe as describeFindings } from "../policy/checks/findings";
+import { NETWORK_RULES, networkIsolationFindings, selects } from "../policy/checks/networkPolicy";
+import { podTemplates } from "../policy/checks/podSecurity";
+import { connectionAllowed, Endpoint, PodEndpoint } from "./support/networkSim";
+import { RenderedRun, renderedRun, RUN_LABELS } from "./support/runs";
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+const podsOf = (objects: readonly any[], kind: string): PodEndpoint => {
+    const obj = objects.find((o) => o.kind === kind);
+    return { namespace: obj.metadata.namespace, labels: podTemplates(obj)[0]!.labels };
+};
+
+describe("NetworkPolicies", () => {
+    for (const label of RUN_LABELS) {
+        describe(`${label} run`, () => {
+            let r: RenderedRun;
+            let policies: any[];
+            let server: PodEndpoint, migration: PodEndpoint, postgres: PodEndpoint;
+            let stranger: PodEndpoint, otherNamespace: PodEndpoint, dns: PodEndpoint;
+            const internet: Endpoint = { ip: "52.216.8.1" };
+            before(async () => {
+                r = await renderedRun(label);
+                policies = r.objects.filter((o) => o.kind === "NetworkPolicy");
+                server = podsOf(r.objects, "Deployment");
+                migration = podsOf(r.objects, "Job");
+                postgres = podsOf(r.objects, "StatefulSet");
+                stranger = { namespace: server.namespace, labels: { "app.kubernetes.io/name": "debug-shell" } };
+                otherNamespace = { namespace: "data-science", labels: { app: "notebook" } };
+                dns = { namespace: DNS_NAMESPACE, labels: { "k8s-app": "kube-dns" } };
+            });
+
+            it("creates four policies in the stack's namespace, children of one component using the stack's provider", () => {
+                expect(policies).to.have.length(4);
+                const recorded = r.run.ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy");
+                const component = r.run.one("mlflow-k8s:kubernetes:NetworkPolicies");
+                for (const np of recorded) {
+                    expect(np.parent).to.equal(component.urn);
+                    expect(np.provider).to.match(/::pulumi:providers:kubernetes::/);
+                    expect(np.inputs.metadata.namespace).to.equal(r.run.outputs.namespaceName);
+                }
+            });
+
+            it("denies all ingress and egress by default, created after the allow rules", () => {
+                const deny = policies.filter((p) => Object.keys(p.spec.podSelector).length === 0);
+                expect(deny).to.have.length(1);
+                expect(deny[0].spec).to.deep.equal({ podSelector: {}, policyTypes: ["Ingress", "Egress"], ingress: [], egress: [] });
+                const recorded = r.run.ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy");
+                const denyUrn = recorded.find((p) => p.name.endsWith("-default-deny"))!;
+                const others = recorded.filter((p) => p !== denyUrn).map((p) => p.urn);
+                expect(denyUrn.dependencies).to.include.members(others);
+            });
+
+            it("gives each workload exactly one policy of its own besides the default deny", () => {
+                for (const pod of [server, migration, postgres]) {
+                    const own = policies.filter((p) => Object.keys(p.spec.podSelector).length > 0 && selects(p.spec.podSelector, pod.labels));
+                    expect(own, JSON.stringify(pod.labels)).to.have.length(1);
+                }
+            });
+
+            it("lets only the tracking server and the migration Job reach PostgreSQL, on 5432 only", () => {
+                expect(connectionAllowed(r.objects, server, postgres, 5432)).to.equal(true);
+                expect(connectionAllowed(r.objects, migration, postgres, 5432)).to.equal(true);
+                expect(connectionAllowed(r.objects, server, postgres, 5433)).to.equal(false);
+                expect(connectionAllowed(r.objects, stranger, postgres, 5432)).to.equal(false);
+                expect(connectionAllowed(r.objects, otherNamespace, postgres, 5432)).to.equal(false);
+                expect(connectionAllowed(r.objects, postgres, postgres, 5432)).to.equal(false);
+            });
+
+            it("lets PostgreSQL open no connection at all", () => {
+                expect(connectionAllowed(r.objects, postgres, dns, 53, "UDP")).to.equal(false);
+                expect(connectionAllowed(r.objects, postgres, internet, 443)).to.equal(false);
+                expect(connectionAllowed(r.objects, postgres, server, 5000)).to.equal(false);
+            });
+
+            it("opens the server's container port to pods anywhere in the cluster, and nothing else", () => {
+                const port = r.objects.find((o) => o.kind === "Deployment").spec.template.spec.containers[0].ports[0].containerPort;
+                expect(port).to.equal(5000);
+                expect(connectionAllowed(r.objects, otherNamespace, server, port)).to.equal(true);
+                expect(connectionAllowed(r.objects, stranger, server, port)).to.equal(false, "egress of an unlisted pod in the namespace is denied");
+                expect(connectionAllowed(r.objects, otherNamespace, server, 22)).to.equal(false);
+                expect(connectionAllowed(r.objects, internet, server, port)).to.equal(false);
+                expect(connectionAllowed(r.objects, otherNamespace, migration, port)).to.equal(false);
+            });
+
+            it("limits the server's egress to DNS in kube-system, PostgreSQL and HTTPS", () => {
+                expect(connectionAllowed(r.objects, server, dns, 53, "UDP")).to.equal(true);
+                expect(connectionAllowed(r.objects, server, dns, 53, "TCP")).to.equal(true);
+                expect(connectionAllowed(r.objects, server, { namespace: "default", labels: { "k8s-app": "kube-dns" } }, 53, "UDP")).to.equal(false);
+                expect(connectionAllowed(r.objects, server, internet, 443)).to.equal(true);
+                expect(connectionAllowed(r.objects, server, internet, 80)).to.equal(false);
+                expect(connectionAllowed(r.objects, server, otherNamespace, 443)).to.equal(false);
+            });
+
+            it("limits the migration Job's egress to DNS and PostgreSQL", () => {
+                expect(connectionAllowed(r.objects, migration, dns, 53, "UDP")).to.equal(true);
+                expect(connectionAllowed(r.objects, migration, postgres, 5432)).to.equal(true);
+                expect(connectionAllowed(r.objects, migration, internet, 443)).to.equal(false);
+                expect(connectionAllowed(r.objects, migration, server, 5000)).to.equal(false);
+            });
+
+            it("passes the isolation rules", () => {
+                const findings = networkIsolationFindings(r.objects);
+                expect(findings, describeFindings(findings)).to.deep.equal([]);
+            });
+        });
+    }
+
+    describe("with an Ingress and an S3 emulator (variant run)", () => {
+        it("names the ingress controller's namespace and opens the emulator's port", async () => {
+            const r = await renderedRun("variant");
+            const server = r.objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name.includes("tracking-server"));
+            expect(server.spec.ingress.map((i: any) => i.from[0].namespaceSelector)).to.deep.equal([
+                {}, { matchLabels: { "kubernetes.io/metadata.name": "ingress-nginx" } },
+            ]);
+            const ports = server.spec.egress.at(-1).ports.map((p: any) => p.port);
+            expect(ports).to.deep.equal([443, 5000]);
+        });
+
+        it("has no ingress controller rule on the stacks without an Ingress", async () => {
+            for (const stack of ["dev", "minikube"]) {
+                const r = await renderedRun(stack);
+                const server = r.objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name.includes("tracking-server"));
+                expect(server.spec.ingress, stack).to.have.length(1);
+            }
+        });
+    });
+
+    describe("s3EgressPorts", () => {
+        it("always opens 443 and adds an endpoint's port, explicit or by scheme", () => {
+            expect(s3EgressPorts()).to.deep.equal([443]);
+            expect(s3EgressPorts("http://minio.storage:9000")).to.deep.equal([443, 9000]);
+            expect(s3EgressPorts("http://127.0.0.1")).to.deep.equal([443, 80]);
+            expect(s3EgressPorts("https://s3.example.com")).to.deep.equal([443]);
+        });
+    });
+
+    describe("isolation rules on broken fixtures", () => {
+        const ns = "mlflow";
+        const workload = (labels: Record<string, string>) => ({
+            apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "app", namespace: ns },
+            spec: { template: { metadata: { labels }, spec: { containers: [] } } },
+        });
+        const denyAll = {
+            kind: "NetworkPolicy", metadata: { name: "deny", namespace: ns },
+            spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], ingress: [], egress: [] },
+        };
+        const rulesOf = (objects: any[]) => [...new Set(networkIsolationFindings(objects).map((f) => f.rule))].sort();
+
+        it("passes an isolated namespace", () => {
+            expect(rulesOf([workload({ app: "a" }), denyAll])).to.deep.equal([]);
+        });
+        it("fails a namespace with pods and no default deny", () => {
+            const egressOnly = { ...denyAll, spec: { podSelector: {}, policyTypes: ["Egress"], egress: [] } };
+            expect(rulesOf([workload({ app: "a" }), egressOnly])).to.deep.equal(["netpol.defaultDenyIngress"]);
+        });
+        it("fails pods whose egress no policy restricts", () => {
+            const ingressOnly = { ...denyAll, spec: { podSelector: {}, policyTypes: ["Ingress"], ingress: [] } };
+            expect(rulesOf([workload({ app: "a" }), ingressOnly])).to.deep.equal(["netpol.egressRestricted"]);
+        });
+        it("fails a default deny in another namespace", () => {
+            const elsewhere = { ...denyAll, metadata: { name: "deny", namespace: "other" } };
+            expect(rulesOf([workload({ app: "a" }), elsewhere])).to.deep.equal(["netpol.defaultDenyIngress", "netpol.egressRestricted"]);
+        });
+        it("fails ingress from anywhere", () => {
+            const open = { kind: "NetworkPolicy", metadata: { name: "open", namespace: ns }, spec: { podSelector: { matchLabels: { app: "a" } }, ingress: [{ ports: [{ port: 5000 }] }] } };
+            const world = { kind: "NetworkPolicy", metadata: { name: "world", namespace: ns }, spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: "0.0.0.0/0" } }] }] } };
+            expect(rulesOf([workload({ app: "a" }), denyAll, open])).to.deep.equal(["netpol.ingressFromAnywhere"]);
+            expect(rulesOf([workload({ app: "a" }), denyAll, world])).to.deep.equal(["netpol.ingressFromAnywhere"]);
+        });
+        it("fails egress to anywhere on any port", () => {
+            const open = { kind: "NetworkPolicy", metadata: { name: "open", namespace: ns }, spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{}] } };
+            expect(rulesOf([workload({ app: "a" }), denyAll, open])).to.deep.equal(["netpol.egressAnywhere"]);
+        });
+        it("has a fixture for every rule above", () => {
+            expect([...NETWORK_RULES].sort()).to.deep.equal(["netpol.defaultDenyIngress", "netpol.egressAnywhere", "netpol.egressRestricted", "netpol.ingressFromAnywhere"]);
+        });
+        it("understands matchExpressions", () => {
+            const labels = { app: "a", tier: "web" };
+            expect(selects({ matchExpressions: [{ key: "tier", operator: "In", values: ["web"] }] }, labels)).to.equal(true);
+            expect(selects({ matchExpressions: [{ key: "tier", operator: "NotIn", values: ["web"] }] }, labels)).to.equal(false);
+            expect(selects({ matchExpressions: [{ key: "zone", operator: "Exists" }] }, labels)).to.equal(false);
+            expect(selects({ matchExpressions: [{ key: "zone", operator: "DoesNotExist" }] }, labels)).to.equal(true);
+            expect(selects({ matchLabels: { app: "b" } }, labels)).to.equal(false);
+            expect(selects({}, labels)).to.equal(true);
+        });
+    });
+});
