@@ -1,0 +1,137 @@
+import { expect } from "chai";
+import { describe as describeFindings, Finding } from "../policy/checks/findings";
+import {
+    HARDENING_RULES, hardeningFindings, isPinnedImage, podTemplates, RESTRICTED_RULES, restrictedFindings, workloadFindings,
+} from "../policy/checks/podSecurity";
+import { renderedRun, RUN_LABELS } from "./support/runs";
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+const rulesOf = (findings: readonly Finding[]): string[] => [...new Set(findings.map((f) => f.rule))].sort();
+
+describe("Pod Security Standards restricted and hardening", () => {
+    for (const label of RUN_LABELS) {
+        describe(`${label} run`, () => {
+            it("checks every pod template: the server, PostgreSQL and the migration Job with its init container", async () => {
+                const { objects } = await renderedRun(label);
+                const templates = objects.flatMap((o) => podTemplates(o).map((t) => ({ ...t, name: o.metadata.name })));
+                expect(templates.map((t) => t.kind).sort()).to.deep.equal(["Deployment", "Job", "StatefulSet"]);
+                const job = templates.find((t) => t.kind === "Job")!;
+                expect(job.spec.initContainers).to.have.length(1);
+            });
+
+            it("passes restricted on every pod template, init containers included", async () => {
+                const { objects } = await renderedRun(label);
+                for (const t of objects.flatMap(podTemplates)) {
+                    const findings = restrictedFindings(t.spec, t.path);
+                    expect(findings, `${t.kind}: ${describeFindings(findings)}`).to.deep.equal([]);
+                }
+            });
+
+            it("passes the hardening rules on every pod template", async () => {
+                const { objects } = await renderedRun(label);
+                for (const t of objects.flatMap(podTemplates)) {
+                    const findings = hardeningFindings(t);
+                    expect(findings, `${t.kind}: ${describeFindings(findings)}`).to.deep.equal([]);
+                }
+            });
+
+            it("runs in a namespace that enforces restricted", async () => {
+                const { objects } = await renderedRun(label);
+                const ns = objects.find((o) => o.kind === "Namespace");
+                expect(ns.metadata.labels["pod-security.kubernetes.io/enforce"]).to.equal("restricted");
+            });
+        });
+    }
+
+    describe("fails each rule on a broken fixture", () => {
+        let deployment: any;
+        let job: any;
+        before(async () => {
+            const { objects } = await renderedRun("dev");
+            deployment = objects.find((o) => o.kind === "Deployment");
+            job = objects.find((o) => o.kind === "Job");
+        });
+        const pod = (o: any) => o.spec.template.spec;
+        const main = (o: any) => pod(o).containers[0];
+        const init = (o: any) => pod(o).initContainers[0];
+
+        type Fixture = [rule: string, description: string, target: "deployment" | "job", mutate: (o: any) => void];
+        const fixtures: Fixture[] = [
+            ["pss.hostNamespaces", "shares the host network", "deployment", (o) => { pod(o).hostNetwork = true; }],
+            ["pss.hostNamespaces", "shares the host PID namespace", "job", (o) => { pod(o).hostPID = true; }],
+            ["pss.privileged", "runs privileged", "deployment", (o) => { main(o).securityContext.privileged = true; }],
+            ["pss.capabilities", "adds SYS_ADMIN", "deployment", (o) => { main(o).securityContext.capabilities.add = ["SYS_ADMIN"]; }],
+            ["pss.capabilities", "drops nothing in an init container", "job", (o) => { delete init(o).securityContext.capabilities; }],
+            ["pss.hostPathVolumes", "mounts a hostPath", "deployment", (o) => { pod(o).volumes.push({ name: "host", hostPath: { path: "/" } }); }],
+            ["pss.hostPorts", "binds a host port", "deployment", (o) => { main(o).ports[0].hostPort = 5000; }],
+            ["pss.appArmor", "runs AppArmor unconfined", "deployment", (o) => { main(o).securityContext.appArmorProfile = { type: "Unconfined" }; }],
+            ["pss.seLinux", "sets a privileged SELinux type", "deployment", (o) => { main(o).securityContext.seLinuxOptions = { type: "spc_t" }; }],
+            ["pss.procMount", "unmasks /proc", "deployment", (o) => { main(o).securityContext.procMount = "Unmasked"; }],
+            ["pss.sysctls", "sets an unsafe sysctl", "deployment", (o) => { pod(o).securityContext.sysctls = [{ name: "kernel.msgmax", value: "1" }]; }],
+            ["pss.hostProcess", "is a Windows host process", "deployment", (o) => { pod(o).securityContext.windowsOptions = { hostProcess: true }; }],
+            ["pss.volumeTypes", "mounts an NFS volume", "deployment", (o) => { pod(o).volumes.push({ name: "nfs", nfs: { server: "nfs.local", path: "/" } }); }],
+            ["pss.allowPrivilegeEscalation", "allows privilege escalation in an init container", "job", (o) => { init(o).securityContext.allowPrivilegeEscalation = true; }],
+            ["pss.allowPrivilegeEscalation", "leaves privilege escalation unset", "deployment", (o) => { delete main(o).securityContext.allowPrivilegeEscalation; }],
+            ["pss.runAsNonRoot", "sets runAsNonRoot nowhere", "deployment", (o) => { delete pod(o).securityContext.runAsNonRoot; delete main(o).securityContext.runAsNonRoot; }],
+            ["pss.runAsNonRoot", "sets runAsNonRoot false on a container", "job", (o) => { init(o).securityContext.runAsNonRoot = false; }],
+            ["pss.runAsUser", "runs as uid 0", "deployment", (o) => { main(o).securityContext.runAsUser = 0; }],
+            ["pss.seccomp", "sets no seccomp profile", "deployment", (o) => { delete pod(o).securityContext.seccompProfile; delete main(o).securityContext.seccompProfile; }],
+            ["pss.seccomp", "runs seccomp unconfined", "job", (o) => { init(o).securityContext.seccompProfile = { type: "Unconfined" }; }],
+            ["hardening.readOnlyRootFilesystem", "writes to its root filesystem", "job", (o) => { init(o).securityContext.readOnlyRootFilesystem = false; }],
+            ["hardening.resources", "has no memory limit", "deployment", (o) => { delete main(o).resources.limits.memory; }],
+            ["hardening.resources", "has no CPU request in an init container", "job", (o) => { delete init(o).resources.requests.cpu; }],
+            ["hardening.serviceAccountToken", "mounts a service-account token", "deployment", (o) => { delete pod(o).automountServiceAccountToken; }],
+            ["hardening.imagePinned", "runs :latest", "deployment", (o) => { main(o).image = "ghcr.io/mlflow/mlflow:latest"; }],
+            ["hardening.imagePinned", "runs an untagged image", "job", (o) => { init(o).image = "ghcr.io/mlflow/mlflow"; }],
+            ["hardening.probes", "has no liveness probe", "deployment", (o) => { delete main(o).livenessProbe; }],
+            ["hardening.probes", "has identical probes", "deployment", (o) => { main(o).livenessProbe = structuredClone(main(o).readinessProbe); }],
+            ["hardening.secretEnvByReference", "puts a password in an env literal", "job", (o) => { init(o).env.push({ name: "DB_PASSWORD", value: "hunter2" }); }],
+        ];
+
+        for (const [rule, description, target, mutate] of fixtures) {
+            it(`${rule}: ${description}`, () => {
+                const obj = structuredClone(target === "deployment" ? deployment : job);
+                expect(workloadFindings(obj), "the unmodified fixture must pass").to.deep.equal([]);
+                mutate(obj);
+                expect(rulesOf(workloadFindings(obj))).to.deep.equal([rule]);
+            });
+        }
+
+        it("covers every rule with a fixture", () => {
+            const covered = new Set(fixtures.map((f) => f[0]));
+            expect([...RESTRICTED_RULES, ...HARDENING_RULES].filter((r) => !covered.has(r))).to.deep.equal([]);
+        });
+
+        it("finds pod templates in CronJobs too", () => {
+            const cron = {
+                apiVersion: "batch/v1", kind: "CronJob", metadata: { name: "backup", namespace: "mlflow" },
+                spec: { schedule: "0 3 * * *", jobTemplate: { spec: structuredClone(job.spec) } },
+            };
+            expect(workloadFindings(cron)).to.deep.equal([]);
+            cron.spec.jobTemplate.spec.template.spec.hostIPC = true;
+            const findings = workloadFindings(cron);
+            expect(rulesOf(findings)).to.deep.equal(["pss.hostNamespaces"]);
+            expect(findings[0]!.path).to.equal("spec.jobTemplate.spec.template.spec.hostIPC");
+        });
+
+        it("does not ask Jobs for probes", () => {
+            expect(pod(job).containers[0].livenessProbe).to.equal(undefined);
+            expect(rulesOf(workloadFindings(job))).to.deep.equal([]);
+        });
+    });
+
+    describe("isPinnedImage", () => {
+        it("accepts digests and exact version tags", () => {
+            expect(isPinnedImage("ghcr.io/mlflow/mlflow:v3.17.2-full")).to.equal(true);
+            expect(isPinnedImage("docker.io/library/postgres:17.6-bookworm")).to.equal(true);
+            expect(isPinnedImage(`postgres@sha256:${"a".repeat(64)}`)).to.equal(true);
+            expect(isPinnedImage("registry:5000/team/app:1.2.3")).to.equal(true);
+        });
+        it("rejects missing, floating and major-only tags", () => {
+            for (const image of ["postgres", "postgres:latest", "postgres:17", "registry:5000/team/app", "app:stable", "app:bookworm"]) {
+                expect(isPinnedImage(image), image).to.equal(false);
+            }
+        });
+    });
+});
