@@ -13,8 +13,6 @@ import { networkIsolationFindings } from "./checks/networkPolicy";
 import { hardeningFindings, podTemplates, restrictedFindings } from "./checks/podSecurity";
 import { bucketGroups, isKubernetesObject, POLICY_DOCUMENT_TYPES } from "./checks/resources";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** Resource types that hold pod templates. */
 export const WORKLOAD_TYPES: readonly string[] = [
     "kubernetes:apps/v1:Deployment",

@@ -11,8 +11,6 @@ import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** One finding of one tool on one object of one stack. */
 export interface LintFinding {
     readonly tool: string;

@@ -15,8 +15,6 @@ import { iamPolicyFindings, parsePolicy, S3_CONTROLS, s3ControlFindings } from "
 import { bucketGroups, isKubernetesObject, POLICY_DOCUMENT_TYPES } from "../policy/checks/resources";
 import { ProgramRun, ROOT, runProgram, STACKS } from "../test/harness";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** What replaces every value of a Secret's `data` and `stringData`. */
 export const REDACTED = "<redacted>";
 

@@ -7,8 +7,6 @@ import { bucketGroups, POLICY_DOCUMENT_TYPES, ResourceLike } from "../policy/che
 import { artifactBucket, policyDocuments } from "./support/awsResources";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 const rulesOf = (findings: readonly Finding[]): string[] => [...new Set(findings.map((f) => f.rule))].sort();
 
 describe("AWS controls", () => {

@@ -10,8 +10,6 @@ import type { PolicyDocumentLike } from "../policy/checks/aws";
 import { policyDocuments } from "./support/awsResources";
 import { renderedRun } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 type Decision = "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied";
 const ACCOUNT = "123456789012";
 

@@ -5,8 +5,6 @@ import * as YAML from "yaml";
 import { checkedResources, checkovFindings, covers, ExceptionList, kubeScoreFindings, LintFinding, triage } from "../scripts/lint-triage";
 import { ROOT } from "./harness";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 const kubeScoreReport = [{
     type_meta: { kind: "Deployment" }, object_meta: { name: "mlflow-tracking-server" },
     checks: [

@@ -6,8 +6,6 @@ import { podTemplates } from "../policy/checks/podSecurity";
 import { connectionAllowed, Endpoint, PodEndpoint } from "./support/networkSim";
 import { RenderedRun, renderedRun, RUN_LABELS } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 const podsOf = (objects: readonly any[], kind: string): PodEndpoint => {
     const obj = objects.find((o) => o.kind === kind);
     return { namespace: obj.metadata.namespace, labels: podTemplates(obj)[0]!.labels };

@@ -5,8 +5,6 @@ import {
 } from "../policy/checks/podSecurity";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 const rulesOf = (findings: readonly Finding[]): string[] => [...new Set(findings.map((f) => f.rule))].sort();
 
 describe("Pod Security Standards restricted and hardening", () => {

@@ -13,8 +13,6 @@ import { ROOT } from "./harness";
 import { PolicyTarget, violations } from "./support/policyArgs";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
-
 type AnyPolicy = ResourceValidationPolicy | StackValidationPolicy;
 const POLICY_DIR = path.join(ROOT, "policy");
 

@@ -7,8 +7,6 @@ import { isKubernetesObject } from "../policy/checks/resources";
 import { REDACTED, writeRender } from "../scripts/render";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 describe("render", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {

@@ -2,8 +2,6 @@ import { expect } from "chai";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 import { schemaErrors } from "./support/schema";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 describe("Kubernetes schema (kubernetes-models 4.5.1, Kubernetes 1.33)", () => {
     for (const label of RUN_LABELS) {
         it(`accepts every object of the ${label} run`, async () => {

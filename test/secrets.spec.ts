@@ -4,8 +4,6 @@ import type { RecordedResource } from "./harness";
 import { credentialLeaks, HygieneInput } from "./support/secretsHygiene";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 describe("secrets hygiene", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {

@@ -6,7 +6,6 @@
  */
 import type { Finding } from "./findings";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
 
 /** Resource types of the separate resources that configure a bucket in @pulumi/aws 7. */

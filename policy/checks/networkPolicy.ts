@@ -6,7 +6,6 @@
 import type { Finding } from "./findings";
 import { podTemplates } from "./podSecurity";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
 
 /** Network rule ids, each with a fixture in the tests. */

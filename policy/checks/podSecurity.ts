@@ -10,7 +10,6 @@
 import type { Finding } from "./findings";
 
 // Kubernetes objects arrive as untyped JSON (rendered manifests, policy props).
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
 
 /** A pod template found inside a workload object. */

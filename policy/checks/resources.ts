@@ -4,8 +4,6 @@
  */
 import { BUCKET_COMPANION_TYPES, BUCKET_TYPE, BucketConfiguration, parsePolicy } from "./aws";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** The little the grouping needs to know of a resource. */
 export interface ResourceLike {
     readonly type: string;

@@ -8,8 +8,6 @@
  */
 import { selects } from "../../policy/checks/networkPolicy";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** A pod, by namespace and labels. */
 export interface PodEndpoint {
     readonly namespace: string;

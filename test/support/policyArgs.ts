@@ -7,8 +7,6 @@ import type {
 } from "@pulumi/policy";
 import type { RecordedResource } from "../harness";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** A resource as a policy sees it: its props are the checked inputs plus known outputs. */
 export type PolicyTarget = Pick<RecordedResource, "type" | "name" | "urn" | "state" | "dependencies" | "protect">;
 

@@ -6,8 +6,6 @@
 import { kubernetesManifests } from "../../scripts/render";
 import { ProgramRun, stackRun, STACKS, variantRun } from "../harness";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** A named run and its Kubernetes objects as the API server would receive them. */
 export interface RenderedRun {
     readonly label: string;

@@ -4,8 +4,6 @@
  * package still ships models for.
  */
 
-/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
-
 /** Group/versions removed from the API server by 1.33, with the release that removed them. */
 export const REMOVED_API_VERSIONS: Readonly<Record<string, string>> = Object.freeze({
     "extensions/v1beta1": "1.22",

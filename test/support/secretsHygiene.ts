@@ -6,8 +6,6 @@
  */
 import type { ProgramRun, RecordedResource } from "../harness";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** What the hunt reads of a run. */
 export type HygieneInput = Pick<ProgramRun, "resources" | "outputs" | "secretOutputs" | "credentials">;
 
