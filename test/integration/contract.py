@@ -1,0 +1,500 @@
+"""Python side of the contract tests, driven by test/integration/contract.spec.ts.
+
+Subcommands read one JSON document on stdin and print one JSON document on stdout:
+
+  provision  creates the ArtifactStore's AWS resources in moto from the inputs the program rendered
+  s3-probe   what the tracking server's access key can and cannot do, and what the bucket holds
+  scientist  a data scientist's session with the real MLflow client against the tracking server
+  scientist-presigned  the same client's direct-to-S3 paths (presigned uploads and downloads)
+
+boto3 and MLflow come from the venv that mirrors the MLflow image (scripts/integration/setup.sh).
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def outcome(call):
+    """'ok', or the error code an AWS call failed with."""
+    import botocore.exceptions
+
+    try:
+        call()
+        return "ok"
+    except botocore.exceptions.ClientError as e:
+        return e.response.get("Error", {}).get("Code", "ClientError")
+
+
+@contextlib.contextmanager
+def env(**values):
+    """Environment variables set for the duration of a block (MLflow reads them per call)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def clients(endpoint, region, key_id, secret):
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
+    )
+    return session.client("s3", endpoint_url=endpoint), session.client("iam", endpoint_url=endpoint)
+
+
+# --- provision ---------------------------------------------------------------------------------
+
+# The order the resources must be created in: the bucket before everything that names it, the
+# public access block before the bucket policy (as the program's dependsOn says), the user and the
+# policy before their attachment, the user before its key.
+ORDER = [
+    "aws:s3/bucket:Bucket",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:iam/user:User",
+    "aws:iam/policy:Policy",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+    "aws:iam/accessKey:AccessKey",
+]
+
+# Inputs each type may carry. Anything else fails the run: an input the translation below ignores
+# would be configuration the contract tests silently do not apply.
+KNOWN_INPUTS = {
+    "aws:s3/bucket:Bucket": {"bucketPrefix", "forceDestroy", "tags"},
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": {
+        "bucket", "blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets",
+    },
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": {"bucket", "rule"},
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": {"bucket", "rules"},
+    "aws:s3/bucketVersioning:BucketVersioning": {"bucket", "versioningConfiguration"},
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": {"bucket", "rules"},
+    "aws:s3/bucketPolicy:BucketPolicy": {"bucket", "policy"},
+    "aws:iam/user:User": {"path", "forceDestroy", "tags"},
+    "aws:iam/policy:Policy": {"path", "description", "policy", "tags"},
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment": {"user", "policyArn"},
+    "aws:iam/accessKey:AccessKey": {"user"},
+}
+
+
+def tag_list(tags):
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def lifecycle_rule(rule):
+    known = {"id", "status", "filter", "abortIncompleteMultipartUpload", "noncurrentVersionExpiration", "expiration"}
+    unknown = set(rule) - known
+    if unknown:
+        raise SystemExit(f"lifecycle rule {rule.get('id')}: unsupported inputs {sorted(unknown)}")
+    out = {"ID": rule["id"], "Status": rule["status"]}
+    f = rule.get("filter") or {}
+    if set(f) - {"prefix"}:
+        raise SystemExit(f"lifecycle rule {rule['id']}: unsupported filter {f}")
+    out["Filter"] = {"Prefix": f.get("prefix", "")}
+    if "abortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"]
+        }
+    if "noncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": rule["noncurrentVersionExpiration"]["noncurrentDays"]
+        }
+    if "expiration" in rule:
+        e = rule["expiration"]
+        if set(e) != {"expiredObjectDeleteMarker"}:
+            raise SystemExit(f"lifecycle rule {rule['id']}: unsupported expiration {e}")
+        out["Expiration"] = {"ExpiredObjectDeleteMarker": e["expiredObjectDeleteMarker"]}
+    return out
+
+
+def provision(doc):
+    import boto3
+
+    endpoint, region = doc["endpoint"], doc["region"]
+    default_tags = doc.get("defaultTags", {})
+
+    # moto lets the first INITIAL_NO_AUTH_ACTION_COUNT requests through unauthenticated: exactly
+    # the three that create the deploying identity (what runs `pulumi up` in a real account).
+    anon_s3, anon_iam = clients(endpoint, region, "bootstrap", "bootstrap")
+    anon_iam.create_user(UserName="deployer")
+    anon_iam.put_user_policy(
+        UserName="deployer",
+        PolicyName="administrator",
+        PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }),
+    )
+    key = anon_iam.create_access_key(UserName="deployer")["AccessKey"]
+    deployer = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    s3, iam = clients(endpoint, region, deployer["id"], deployer["secret"])
+    enforcement = {
+        "unknownKeyListBuckets": outcome(lambda: anon_s3.list_buckets()),
+        "unknownKeyListUsers": outcome(lambda: anon_iam.list_users()),
+    }
+
+    resources = doc["resources"]
+    unknown_types = sorted({r["type"] for r in resources} - set(ORDER))
+    if unknown_types:
+        raise SystemExit(f"provision: no translation for {unknown_types}")
+    for r in resources:
+        extra = set(r["inputs"]) - KNOWN_INPUTS[r["type"]]
+        if extra:
+            raise SystemExit(f"provision: {r['type']} {r['name']} has inputs the tests do not apply: {sorted(extra)}")
+
+    def of_type(t):
+        return [r for r in resources if r["type"] == t]
+
+    report = {"created": [], "readBack": {}, "enforcement": enforcement, "deployer": deployer}
+    bucket = None
+    user_names = {}
+    for t in ORDER:
+        for r in of_type(t):
+            i, state = r["inputs"], r["state"]
+            if t == "aws:s3/bucket:Bucket":
+                bucket = state["bucket"]
+                kwargs = {"Bucket": bucket}
+                if region != "us-east-1":
+                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+                s3.create_bucket(**kwargs)
+                tags = {**default_tags, **(i.get("tags") or {})}
+                if tags:
+                    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list(tags)})
+                report["readBack"]["bucketTags"] = {
+                    "requested": tags,
+                    "actual": {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]},
+                }
+            elif t == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
+                cfg = {k[0].upper() + k[1:]: v for k, v in i.items() if k != "bucket"}
+                s3.put_public_access_block(Bucket=i["bucket"], PublicAccessBlockConfiguration=cfg)
+                report["readBack"]["publicAccessBlock"] = {
+                    "requested": cfg,
+                    "actual": s3.get_public_access_block(Bucket=i["bucket"])["PublicAccessBlockConfiguration"],
+                }
+            elif t == "aws:s3/bucketOwnershipControls:BucketOwnershipControls":
+                cfg = {"Rules": [{"ObjectOwnership": i["rule"]["objectOwnership"]}]}
+                s3.put_bucket_ownership_controls(Bucket=i["bucket"], OwnershipControls=cfg)
+                report["readBack"]["ownershipControls"] = {
+                    "requested": cfg,
+                    "actual": s3.get_bucket_ownership_controls(Bucket=i["bucket"])["OwnershipControls"],
+                }
+            elif t == "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
+                rules = []
+                for rule in i["rules"]:
+                    d = rule["applyServerSideEncryptionByDefault"]
+                    by_default = {"SSEAlgorithm": d["sseAlgorithm"]}
+                    if d.get("kmsMasterKeyId"):
+                        by_default["KMSMasterKeyID"] = d["kmsMasterKeyId"]
+                    rules.append({"ApplyServerSideEncryptionByDefault": by_default, "BucketKeyEnabled": rule["bucketKeyEnabled"]})
+                s3.put_bucket_encryption(Bucket=i["bucket"], ServerSideEncryptionConfiguration={"Rules": rules})
+                report["readBack"]["encryption"] = {
+                    "requested": rules,
+                    "actual": s3.get_bucket_encryption(Bucket=i["bucket"])["ServerSideEncryptionConfiguration"]["Rules"],
+                }
+            elif t == "aws:s3/bucketVersioning:BucketVersioning":
+                cfg = {"Status": i["versioningConfiguration"]["status"]}
+                s3.put_bucket_versioning(Bucket=i["bucket"], VersioningConfiguration=cfg)
+                actual = s3.get_bucket_versioning(Bucket=i["bucket"])
+                report["readBack"]["versioning"] = {"requested": cfg, "actual": {"Status": actual.get("Status")}}
+            elif t == "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration":
+                rules = [lifecycle_rule(rule) for rule in i["rules"]]
+                s3.put_bucket_lifecycle_configuration(Bucket=i["bucket"], LifecycleConfiguration={"Rules": rules})
+                report["readBack"]["lifecycle"] = {
+                    "requested": rules,
+                    "actual": s3.get_bucket_lifecycle_configuration(Bucket=i["bucket"])["Rules"],
+                }
+            elif t == "aws:s3/bucketPolicy:BucketPolicy":
+                s3.put_bucket_policy(Bucket=i["bucket"], Policy=i["policy"])
+                actual = json.loads(s3.get_bucket_policy(Bucket=i["bucket"])["Policy"])
+                report["readBack"]["bucketPolicy"] = {"requested": json.loads(i["policy"]), "actual": actual}
+                # The policy denies requests made without TLS. Ask whether moto evaluates that
+                # condition: this request is made over TLS, so AWS would let it through.
+                probe_key = f"{doc['artifactPrefix']}/.tls-policy-probe"
+                report["tlsPolicyProbe"] = outcome(
+                    lambda: s3.put_object(Bucket=i["bucket"], Key=probe_key, Body=b"probe")
+                )
+                if report["tlsPolicyProbe"] != "ok":
+                    # moto ignores condition operators it does not implement (Bool among them), so
+                    # the conditional Deny turns into an unconditional one. Remove it; the HTTPS-only
+                    # endpoint enforces what it says (see docs/integration.md).
+                    s3.delete_bucket_policy(Bucket=i["bucket"])
+                else:
+                    s3.delete_object(Bucket=i["bucket"], Key=probe_key)
+            elif t == "aws:iam/user:User":
+                name = state["name"]
+                tags = {**default_tags, **(i.get("tags") or {})}
+                iam.create_user(UserName=name, Path=i.get("path", "/"), Tags=tag_list(tags))
+                user_names[name] = iam.get_user(UserName=name)["User"]["Arn"]
+                report["userArn"] = user_names[name]
+            elif t == "aws:iam/policy:Policy":
+                tags = {**default_tags, **(i.get("tags") or {})}
+                created = iam.create_policy(
+                    PolicyName=state["name"],
+                    Path=i.get("path", "/"),
+                    Description=i.get("description", ""),
+                    PolicyDocument=i["policy"],
+                    Tags=tag_list(tags),
+                )["Policy"]
+                version = iam.get_policy_version(PolicyArn=created["Arn"], VersionId=created["DefaultVersionId"])
+                document = version["PolicyVersion"]["Document"]
+                if isinstance(document, str):
+                    from urllib.parse import unquote
+
+                    document = json.loads(unquote(document))
+                report["readBack"]["iamPolicy"] = {"requested": json.loads(i["policy"]), "actual": document}
+                report["policyArn"] = {"rendered": state["arn"], "created": created["Arn"]}
+            elif t == "aws:iam/userPolicyAttachment:UserPolicyAttachment":
+                if i["user"] not in user_names:
+                    raise SystemExit(f"attachment names unknown user {i['user']}")
+                iam.attach_user_policy(UserName=i["user"], PolicyArn=i["policyArn"])
+                attached = iam.list_attached_user_policies(UserName=i["user"])["AttachedPolicies"]
+                report["readBack"]["attachment"] = {"requested": [i["policyArn"]], "actual": [p["PolicyArn"] for p in attached]}
+            elif t == "aws:iam/accessKey:AccessKey":
+                k = iam.create_access_key(UserName=i["user"])["AccessKey"]
+                report.setdefault("accessKeys", []).append({
+                    "name": r["name"],
+                    "mockId": state["id"] if "id" in state else None,
+                    "id": k["AccessKeyId"],
+                    "secret": k["SecretAccessKey"],
+                })
+            report["created"].append(f"{t} {r['name']}")
+    report["bucket"] = bucket
+    return report
+
+
+# --- s3-probe ----------------------------------------------------------------------------------
+
+
+def s3_probe(doc):
+    endpoint, region, bucket, prefix = doc["endpoint"], doc["region"], doc["bucket"], doc["prefix"]
+    s3, iam = clients(endpoint, region, doc["key"]["id"], doc["key"]["secret"])
+    admin_s3, _ = clients(endpoint, region, doc["deployer"]["id"], doc["deployer"]["secret"])
+    other_bucket = f"{bucket[:40]}-other"
+    admin_s3.create_bucket(Bucket=other_bucket)
+    inside = f"{prefix}/contract-probe/inside.txt"
+    result = {
+        "listAllBuckets": outcome(lambda: s3.list_buckets()),
+        "deleteBucket": outcome(lambda: s3.delete_bucket(Bucket=bucket)),
+        "putBucketPolicy": outcome(lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
+        }))),
+        "putBucketVersioning": outcome(lambda: s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})),
+        "putAtBucketRoot": outcome(lambda: s3.put_object(Bucket=bucket, Key="outside.txt", Body=b"x")),
+        "putInSiblingPrefix": outcome(lambda: s3.put_object(Bucket=bucket, Key=f"{prefix}-sibling/x.txt", Body=b"x")),
+        "putInOtherBucket": outcome(lambda: s3.put_object(Bucket=other_bucket, Key=f"{prefix}/x.txt", Body=b"x")),
+        "getFromOtherBucket": outcome(lambda: s3.list_objects_v2(Bucket=other_bucket)),
+        "iamListUsers": outcome(lambda: iam.list_users()),
+        "iamCreateAccessKey": outcome(lambda: iam.create_access_key()),
+        # The positive controls: what MLflow needs must work, or the denials above prove nothing.
+        "putInsidePrefix": outcome(lambda: s3.put_object(Bucket=bucket, Key=inside, Body=b"inside")),
+        "getInsidePrefix": outcome(lambda: s3.get_object(Bucket=bucket, Key=inside)["Body"].read()),
+        "listInsidePrefix": outcome(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")),
+        "deleteInsidePrefix": outcome(lambda: s3.delete_object(Bucket=bucket, Key=inside)),
+        # Not asserted: moto ignores the s3:prefix condition of the ListBucket grant.
+        "listOutsidePrefix": outcome(lambda: s3.list_objects_v2(Bucket=bucket, Prefix="elsewhere/")),
+    }
+    admin_s3.delete_bucket(Bucket=other_bucket)
+
+    objects = []
+    paginator = admin_s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        for o in page.get("Contents", []):
+            objects.append({"key": o["Key"], "size": o["Size"], "etag": o["ETag"].strip('"')})
+    result["objects"] = objects
+
+    digests = {}
+    for key in doc.get("digest", []):
+        head = s3.head_object(Bucket=bucket, Key=key)
+        h = hashlib.sha256()
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            h.update(chunk)
+        digests[key] = {
+            "sha256": h.hexdigest(),
+            "sse": head.get("ServerSideEncryption"),
+            "versionId": head.get("VersionId"),
+            "etag": head["ETag"].strip('"'),
+        }
+    result["digests"] = digests
+    return result
+
+
+# --- scientist ---------------------------------------------------------------------------------
+
+LOCAL_FILES = {
+    "reports/summary.txt": "reports/summary.txt",
+    "reports/nested/config.json": "reports/nested/config.json",
+    "reports/nested/curve.csv": "reports/nested/curve.csv",
+    "data/weights.bin": "weights.bin",
+}
+
+
+class Timer:
+    def __init__(self):
+        self.timings = {}
+
+    def __call__(self, name, fn):
+        t = time.monotonic()
+        value = fn()
+        self.timings[name] = round(time.monotonic() - t, 2)
+        return value
+
+
+def compare_download(run_id, work, dst_name, expected, timed):
+    import mlflow
+
+    dst = work / dst_name
+    dst.mkdir()
+    downloaded = Path(timed(dst_name, lambda: mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="", dst_path=str(dst)
+    )))
+    return {rel: sha256_file(work / src) == sha256_file(downloaded / rel) for rel, src in expected.items()}
+
+
+def scientist(doc):
+    """Everything through the tracking server (proxied artifacts), as the platform is designed."""
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    work = Path(doc["workDir"])
+    work.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient()
+    timed = Timer()
+
+    experiment_id = timed("create_experiment", lambda: mlflow.create_experiment(doc["experiment"]))
+    mlflow.set_experiment(experiment_id=experiment_id)
+
+    # An artifact directory with nesting, and one large file.
+    reports = work / "reports"
+    (reports / "nested").mkdir(parents=True, exist_ok=True)
+    (reports / "summary.txt").write_text("contract test summary\n")
+    (reports / "nested" / "config.json").write_text(json.dumps({"layers": [64, 32], "dropout": 0.1}))
+    (reports / "nested" / "curve.csv").write_text("step,loss\n" + "".join(f"{i},{1 / (i + 1)}\n" for i in range(200)))
+    big = work / "weights.bin"
+    with open(big, "wb") as f:
+        for _ in range(doc["bigMiB"]):
+            f.write(os.urandom(1 << 20))
+
+    class Doubler(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return [2 * x for x in model_input]
+
+    runs = []
+    for index, lr in enumerate(doc["learningRates"]):
+        with mlflow.start_run(run_name=f"lr-{lr}") as run:
+            run_id = run.info.run_id
+            mlflow.log_params({"learning_rate": lr, "epochs": 1000, "optimizer": "adam"})
+            mlflow.set_tags({"team": "platform", "purpose": "contract-test"})
+            for step in range(5):
+                mlflow.log_metric("accuracy", 0.5 + 0.08 * step + 0.01 * index, step=step)
+            now = int(time.time() * 1000)
+            timed(f"log_batch_{index}", lambda: client.log_batch(
+                run_id,
+                metrics=[Metric("loss", 1.0 / (s + 1) + index, now + s, s) for s in range(1000)],
+            ))
+            timed(f"log_artifacts_{index}", lambda: mlflow.log_artifacts(str(reports), artifact_path="reports"))
+            entry = {"runId": run_id, "learningRate": lr, "artifactUri": run.info.artifact_uri}
+            if index == 0:
+                # Below MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE (500 MB) the client PUTs the file
+                # to the server, which writes it to S3 (in parts, through boto3).
+                timed("log_artifact_big", lambda: mlflow.log_artifact(str(big), artifact_path="data"))
+                info = timed("log_model", lambda: mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=Doubler(),
+                    registered_model_name=doc["modelName"],
+                    pip_requirements=[f"mlflow=={mlflow.__version__}"],
+                ))
+                entry["modelUri"] = info.model_uri
+                entry["modelVersion"] = info.registered_model_version
+            runs.append(entry)
+
+    found = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"params.learning_rate = '{doc['learningRates'][0]}'",
+        output_format="list",
+    )
+    ranked = mlflow.search_runs(experiment_ids=[experiment_id], order_by=["metrics.accuracy DESC"], output_format="list")
+    loss_history = client.get_metric_history(runs[0]["runId"], "loss")
+    compared = compare_download(runs[0]["runId"], work, "download-proxied", LOCAL_FILES, timed)
+    versions = client.search_model_versions(f"name = '{doc['modelName']}'")
+    model = mlflow.pyfunc.load_model(f"models:/{doc['modelName']}/{runs[0]['modelVersion']}")
+
+    return {
+        "experimentId": experiment_id,
+        "runs": runs,
+        "searchByParam": [r.info.run_id for r in found],
+        "searchRanked": [r.info.run_id for r in ranked],
+        "lossPoints": len(loss_history),
+        "downloadedEqual": compared,
+        "bigSha256": sha256_file(big),
+        "bigBytes": big.stat().st_size,
+        "modelVersions": [{"version": v.version, "source": v.source, "status": v.status, "runId": v.run_id} for v in versions],
+        "prediction": list(model.predict([1, 2, 3])),
+        "timings": timed.timings,
+    }
+
+
+def scientist_presigned(doc):
+    """The client's direct-to-S3 paths: presigned part uploads (files over the multipart minimum,
+    lowered here) and presigned downloads, which the client uses by default once the server says
+    (/api/3.0/mlflow/server-info) that its artifact store can hand out presigned URLs."""
+    from mlflow import MlflowClient
+
+    work = Path(doc["workDir"])
+    timed = Timer()
+    run_id = doc["runId"]
+    with env(MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE=str(16 << 20)):
+        timed("log_artifact_presigned_parts", lambda: MlflowClient().log_artifact(
+            run_id, str(work / "weights.bin"), artifact_path="direct"
+        ))
+    expected = {**LOCAL_FILES, "direct/weights.bin": "weights.bin"}
+    compared = compare_download(run_id, work, "download-presigned", expected, timed)
+    return {"downloadedEqual": compared, "timings": timed.timings}
+
+
+def main():
+    command = sys.argv[1]
+    doc = json.loads(sys.stdin.read())
+    handlers = {
+        "provision": provision,
+        "s3-probe": s3_probe,
+        "scientist": scientist,
+        "scientist-presigned": scientist_presigned,
+    }
+    result = handlers[command](doc)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+/**
+ * Turns the Kubernetes objects the program rendered (recorded by the mocks harness) into local
+ * processes: a container's command, args and environment with every `secretKeyRef` resolved from
+ * the rendered Secrets, its volumes materialised from the rendered ConfigMaps and Secrets, and two
+ * substitutions, both recorded so the tests can show they happened:
+ *
+ * - credentials: the mocks' placeholder values (access key, generated passwords) are replaced with
+ *   the real ones the tests created or generated, wherever a Secret holds them;
+ * - addresses: a Service's cluster DNS name with its port (`mlflow-postgres.mlflow.svc.cluster.local:5432`)
+ *   is replaced with the loopback address of the process standing in for it (`127.0.0.1:<port>`),
+ *   in args, environment values and mounted files alike.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import type { ProgramRun, RecordedResource } from "../../harness";
+import type { Mount, SandboxSpec } from "./sandbox";
+
+export const TYPES = Object.freeze({
+    secret: "kubernetes:core/v1:Secret",
+    configMap: "kubernetes:core/v1:ConfigMap",
+    service: "kubernetes:core/v1:Service",
+    job: "kubernetes:batch/v1:Job",
+    deployment: "kubernetes:apps/v1:Deployment",
+    statefulSet: "kubernetes:apps/v1:StatefulSet",
+});
+
+/** A container made ready to run as a local process. */
+export interface LocalContainer {
+    readonly name: string;
+    /** The rendered container, unchanged. */
+    readonly spec: any;
+    /** command followed by args, `$(VAR)` references expanded, addresses mapped. */
+    readonly argv: string[];
+    /** The container's environment on top of the image's, resolved and mapped. */
+    readonly env: Record<string, string>;
+    readonly sandbox: SandboxSpec;
+}
+
+/** The rendered objects of one program run, with the substitutions the tests need. */
+export class Rendered {
+    /** Mock value → real value, for credentials. */
+    private readonly credentials = new Map<string, string>();
+    /** Cluster address → loopback address. */
+    private readonly addresses = new Map<string, string>();
+    /** How often each address mapping was applied. */
+    readonly addressUses = new Map<string, number>();
+
+    constructor(readonly run: ProgramRun) {}
+
+    /** Every recorded resource of a Kubernetes type. */
+    all(type: string): RecordedResource[] {
+        return this.run.ofType(type);
+    }
+
+    /** The one object of `type` named `name` (its final name, auto-naming included). */
+    named(type: string, name: string): RecordedResource {
+        const found = this.all(type).filter((r) => r.state?.metadata?.name === name);
+        if (found.length !== 1) {
+            throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
+        }
+        return found[0]!;
+    }
+
+    /** The one object of `type` whose logical (Pulumi) name matches. */
+    one(type: string, logicalName: RegExp): RecordedResource {
+        return this.run.one(type, logicalName);
+    }
+
+    /** Replace a credential the mocks generated with a real one. */
+    substituteCredential(mockValue: string, realValue: string): void {
+        if (!this.run.credentials.includes(mockValue)) {
+            throw new Error("substituteCredential: not a credential the mocks generated");
+        }
+        this.credentials.set(mockValue, realValue);
+    }
+
+    /** Map a Service's cluster address (`name.ns.svc.cluster.local:port`) to a loopback address. */
+    mapAddress(clusterAddress: string, local: string): void {
+        this.addresses.set(clusterAddress, local);
+        this.addressUses.set(clusterAddress, 0);
+    }
+
+    /** The cluster address of a rendered Service and one of its ports (by name, or the only one). */
+    serviceAddress(serviceName: string, portName?: string): string {
+        const svc = this.named(TYPES.service, serviceName);
+        const ports: any[] = svc.inputs.spec.ports;
+        const port = portName === undefined ? (ports.length === 1 ? ports[0] : undefined) : ports.find((p) => p.name === portName);
+        if (port === undefined) {
+            throw new Error(`service ${serviceName} has no single port${portName ? ` named ${portName}` : ""}`);
+        }
+        return `${serviceName}.${svc.state.metadata.namespace}.svc.cluster.local:${port.port}`;
+    }
+
+    /** Applies the address mappings to a value. */
+    mapValue(value: string): string {
+        let out = value;
+        for (const [from, to] of this.addresses) {
+            if (out.includes(from)) {
+                out = out.split(from).join(to);
+                this.addressUses.set(from, (this.addressUses.get(from) ?? 0) + 1);
+            }
+        }
+        return out;
+    }
+
+    /** A Secret's data (stringData and decoded data), credentials substituted. */
+    secretData(name: string): Record<string, string> {
+        const s = this.named(TYPES.secret, name);
+        const out: Record<string, string> = {};
+        for (const [k, v] of Object.entries<string>(s.inputs.data ?? {})) {
+            out[k] = Buffer.from(v, "base64").toString("utf8");
+        }
+        Object.assign(out, s.inputs.stringData ?? {});
+        for (const [k, v] of Object.entries(out)) {
+            out[k] = this.credentials.get(v) ?? v;
+        }
+        return out;
+    }
+
+    /** One key of a Secret; throws when missing. */
+    secretValue(name: string, key: string): string {
+        const value = this.secretData(name)[key];
+        if (value === undefined) {
+            throw new Error(`secret ${name} has no key ${key}`);
+        }
+        return value;
+    }
+
+    /** A ConfigMap's data, addresses mapped. */
+    configMapData(name: string): Record<string, string> {
+        const cm = this.named(TYPES.configMap, name);
+        const out: Record<string, string> = {};
+        for (const [k, v] of Object.entries<string>(cm.inputs.data ?? {})) {
+            out[k] = this.mapValue(v);
+        }
+        return out;
+    }
+
+    /**
+     * Resolves container `containerName` of a pod template for local execution.
+     * @param template the workload's `spec.template`
+     * @param volumeRoot where this pod's volumes live on the host (one directory per volume)
+     * @param claimRoot where the workload's persistent volume claims live (kept across pods)
+     * @param imageEnv the image's own environment (PATH and the like), which the pod's env overrides
+     */
+    container(workload: RecordedResource, containerName: string, volumeRoot: string, options: {
+        claimRoot?: string; imageEnv: Record<string, string>; extraMounts?: readonly Mount[];
+    }): LocalContainer {
+        const template = workload.inputs.spec.template;
+        const pod = template.spec;
+        const all = [...(pod.initContainers ?? []), ...pod.containers];
+        const c = all.find((x: any) => x.name === containerName);
+        if (c === undefined) {
+            throw new Error(`${workload.name} has no container ${containerName}`);
+        }
+        if (!Array.isArray(c.command) || c.command.length === 0) {
+            throw new Error(`${workload.name}/${containerName}: no command; the image's entrypoint cannot be reproduced`);
+        }
+
+        const env: Record<string, string> = { ...options.imageEnv };
+        const expand = (v: string): string => v.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name?: string) =>
+            name === undefined ? "$" : (env[name] ?? m));
+        for (const e of c.env ?? []) {
+            if (e.value !== undefined) {
+                env[e.name] = this.mapValue(expand(String(e.value)));
+            } else if (e.valueFrom?.secretKeyRef) {
+                env[e.name] = this.mapValue(this.secretValue(e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key));
+            } else if (e.valueFrom?.configMapKeyRef) {
+                const data = this.configMapData(e.valueFrom.configMapKeyRef.name);
+                const value = data[e.valueFrom.configMapKeyRef.key];
+                if (value === undefined) {
+                    throw new Error(`${containerName}: configMap key ${e.valueFrom.configMapKeyRef.key} missing`);
+                }
+                env[e.name] = value;
+            } else {
+                throw new Error(`${containerName}: env ${e.name} uses a source the tests do not support`);
+            }
+        }
+        if (c.envFrom !== undefined) {
+            throw new Error(`${containerName}: envFrom is not supported by the contract tests`);
+        }
+
+        const mounts: Mount[] = [];
+        for (const vm of c.volumeMounts ?? []) {
+            const volume = (pod.volumes ?? []).find((v: any) => v.name === vm.name);
+            const claim = (workload.inputs.spec.volumeClaimTemplates ?? []).find((t: any) => t.metadata?.name === vm.name);
+            let source: string;
+            if (volume?.emptyDir !== undefined) {
+                source = path.join(volumeRoot, vm.name);
+                fs.mkdirSync(source, { recursive: true, mode: 0o777 });
+            } else if (volume?.configMap !== undefined || volume?.secret !== undefined) {
+                source = path.join(volumeRoot, vm.name);
+                fs.mkdirSync(source, { recursive: true });
+                const files = volume.configMap !== undefined
+                    ? this.configMapData(volume.configMap.name)
+                    : this.secretData(volume.secret.secretName);
+                const mode = (volume.configMap ?? volume.secret).defaultMode ?? 0o644;
+                for (const [file, content] of Object.entries(files)) {
+                    fs.writeFileSync(path.join(source, file), content, { mode });
+                    fs.chmodSync(path.join(source, file), mode);
+                }
+            } else if (claim !== undefined && options.claimRoot !== undefined) {
+                source = path.join(options.claimRoot, vm.name);
+                fs.mkdirSync(source, { recursive: true, mode: 0o700 });
+            } else {
+                throw new Error(`${containerName}: volume ${vm.name} is of a kind the tests do not support`);
+            }
+            if (vm.subPath !== undefined) {
+                throw new Error(`${containerName}: subPath mounts are not supported by the contract tests`);
+            }
+            mounts.push({ target: vm.mountPath, source, readOnly: vm.readOnly === true });
+        }
+
+        const securityContext = { ...(pod.securityContext ?? {}), ...(c.securityContext ?? {}) };
+        if (securityContext.runAsUser === undefined) {
+            throw new Error(`${containerName}: no runAsUser; the image's default user cannot be reproduced`);
+        }
+        const argv = [...c.command, ...(c.args ?? [])].map((a: string) => this.mapValue(expand(String(a))));
+        return {
+            name: containerName,
+            spec: c,
+            argv,
+            env,
+            sandbox: {
+                mounts: [...mounts, ...(options.extraMounts ?? [])],
+                uid: securityContext.runAsUser,
+                gid: securityContext.runAsGroup ?? securityContext.runAsUser,
+                workingDir: c.workingDir ?? "/",
+                hostname: `${workload.state.metadata.name}-0`,
+            },
+        };
+    }
+}
