@@ -63,7 +63,13 @@ async function phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
 /** Runs a contract.py subcommand in the MLflow venv. */
 async function python(command: string, input: unknown, env: NodeJS.ProcessEnv = {}): Promise<any> {
     const result = await runToCompletion(path.join(MLFLOW_VENV, "bin", "python"), [PY_HELPER, command], {
-        env: { PATH: process.env.PATH, HOME: path.join(RUN, "home"), ...env },
+        env: {
+            PATH: process.env.PATH, HOME: path.join(RUN, "home"),
+            // A healthy platform needs no retries; the client's default backoff (7 retries, factor 2)
+            // would turn a refused request into minutes of waiting before the failure shows.
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES: "2", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: "1",
+            ...env,
+        },
         input: JSON.stringify(input),
         logFile: path.join(LOGS, `py-${command}.log`),
         timeoutMs: 600000,
@@ -492,6 +498,11 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         const svc = r.named(TYPES.service, r.run.outputs.serviceName as string);
         const ns: string = svc.state.metadata.namespace;
         const svcPort: number = svc.inputs.spec.ports[0].port;
+        // The Service reaches the container port the server listens on.
+        const targetPort = svc.inputs.spec.ports[0].targetPort;
+        const containerPort = server!.container.spec.ports.find((p: any) => p.name === targetPort || p.containerPort === targetPort);
+        expect(containerPort, `Service targetPort ${targetPort}`).to.not.equal(undefined);
+        expect(arg(server!.container.argv, "--port")).to.equal(String(containerPort.containerPort));
         const names = [svc.state.metadata.name, `${svc.state.metadata.name}.${ns}`, `${svc.state.metadata.name}.${ns}.svc`,
             `${svc.state.metadata.name}.${ns}.svc.cluster.local`];
         const forwardPort = /port-forward \S+ (\d+):/.exec(r.run.outputs.portForwardCommand as string)![1];

@@ -181,6 +181,7 @@ export class Rendered {
         }
 
         const mounts: Mount[] = [];
+        const written: string[] = [];
         for (const vm of c.volumeMounts ?? []) {
             const volume = (pod.volumes ?? []).find((v: any) => v.name === vm.name);
             const claim = (workload.inputs.spec.volumeClaimTemplates ?? []).find((t: any) => t.metadata?.name === vm.name);
@@ -196,6 +197,7 @@ export class Rendered {
                     : this.secretData(volume.secret.secretName);
                 const mode = (volume.configMap ?? volume.secret).defaultMode ?? 0o644;
                 for (const [file, content] of Object.entries(files)) {
+                    written.push(content);
                     fs.writeFileSync(path.join(source, file), content, { mode });
                     fs.chmodSync(path.join(source, file), mode);
                 }
@@ -211,11 +213,26 @@ export class Rendered {
             mounts.push({ target: vm.mountPath, source, readOnly: vm.readOnly === true });
         }
 
+        // The sandbox mounts volumes over the host's paths: the image's programs must not live there.
+        for (const dir of (options.imageEnv.PATH ?? "").split(":")) {
+            const hidden = mounts.find((m) => dir === m.target || dir.startsWith(`${m.target}/`));
+            if (hidden !== undefined) {
+                throw new Error(`${containerName}: ${dir} would be hidden by the volume mounted at ${hidden.target}; ` +
+                    "run the tests from a checkout outside the container's mount paths");
+            }
+        }
         const securityContext = { ...(pod.securityContext ?? {}), ...(c.securityContext ?? {}) };
         if (securityContext.runAsUser === undefined) {
             throw new Error(`${containerName}: no runAsUser; the image's default user cannot be reproduced`);
         }
         const argv = [...c.command, ...(c.args ?? [])].map((a: string) => this.mapValue(expand(String(a))));
+        // A placeholder that reached a process would make a test pass or fail for the wrong reason.
+        const values = [...Object.values(env), ...argv, ...written];
+        for (const mock of this.run.credentials) {
+            if (values.some((v) => v.includes(mock))) {
+                throw new Error(`${containerName}: a credential placeholder of the mocks reached the container`);
+            }
+        }
         return {
             name: containerName,
             spec: c,
