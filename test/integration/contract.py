@@ -298,7 +298,8 @@ def s3_probe(doc):
     s3, iam = clients(endpoint, region, doc["key"]["id"], doc["key"]["secret"])
     admin_s3, _ = clients(endpoint, region, doc["deployer"]["id"], doc["deployer"]["secret"])
     other_bucket = f"{bucket[:40]}-other"
-    admin_s3.create_bucket(Bucket=other_bucket)
+    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    admin_s3.create_bucket(Bucket=other_bucket, **location)
     inside = f"{prefix}/contract-probe/inside.txt"
     result = {
         "listAllBuckets": outcome(lambda: s3.list_buckets()),

@@ -32,7 +32,8 @@ const PY_HELPER = path.join(__dirname, "contract.py");
 const SCREENSHOT = process.env.MLFLOW_UI_SCREENSHOT
     ? path.resolve(ROOT, process.env.MLFLOW_UI_SCREENSHOT)
     : path.join(RUN, "mlflow-ui.png");
-const STACK = "minikube";
+/** The stack rendered; `CONTRACT_STACK=dev` runs the shared-cluster stack (two replicas). */
+const STACK = process.env.CONTRACT_STACK ?? "minikube";
 const BIG_MIB = 64;
 const CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -120,8 +121,11 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
     let bucket: string;
     let artifactPrefix: string;
     let postgres: Postgres;
+    /** The Deployment's pods; the tests talk to the first one. */
+    let pods: Array<{ service: Service; port: number; container: LocalContainer }> = [];
     let server: { service: Service; port: number; container: LocalContainer } | undefined;
     let serverStarts = 0;
+    let region: string;
     let jobRuns = 0;
     let admin: { username: string; password: string };
     let db: { user: string; password: string; tracking: string; auth: string };
@@ -173,11 +177,23 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         }));
     }
 
-    /** Starts a pod of the Deployment (fresh emptyDir volumes) and waits for its probes. */
-    async function startServer(): Promise<void> {
-        serverStarts += 1;
+    /**
+     * Starts the Deployment's pods at once, as a rollout on an empty cluster does (`replicas`, or
+     * the autoscaler's minimum), each with fresh emptyDir volumes, and waits for all their probes.
+     */
+    async function startServers(): Promise<void> {
         const deployment = r.one(TYPES.deployment, /deployment/);
-        const lc = r.container(deployment, "mlflow", path.join(RUN, `server-${serverStarts}`), { imageEnv: mlflowImageEnv });
+        const hpa = r.all("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")[0];
+        const count: number = deployment.inputs.spec.replicas ?? hpa?.inputs.spec.minReplicas ?? 1;
+        pods = await Promise.all(Array.from({ length: count }, () => startServer()));
+        server = pods[0];
+    }
+
+    /** Starts one pod of the Deployment and waits for its probes. */
+    async function startServer(): Promise<{ service: Service; port: number; container: LocalContainer }> {
+        const n = ++serverStarts;
+        const deployment = r.one(TYPES.deployment, /deployment/);
+        const lc = r.container(deployment, "mlflow", path.join(RUN, `server-${n}`), { imageEnv: mlflowImageEnv });
         const httpPort = lc.spec.ports.find((p: any) => p.name === "http");
         expect(httpPort, "container port named http").to.not.equal(undefined);
         // The pod must listen on its own IP on the port its probes and Service name; on this
@@ -187,7 +203,7 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         const port = await freePort();
         const argv = lc.argv.map((a, i) =>
             lc.argv[i - 1] === "--host" ? "127.0.0.1" : lc.argv[i - 1] === "--port" ? String(port) : a);
-        const service = startContainer(lc, path.join(LOGS, `server-${serverStarts}.log`), argv);
+        const service = startContainer(lc, path.join(LOGS, `server-${n}.log`), argv);
         const probe = async (p: any): Promise<boolean> => {
             const named = lc.spec.ports.find((x: any) => x.name === p.httpGet.port);
             if ((named?.containerPort ?? p.httpGet.port) !== httpPort.containerPort) {
@@ -198,7 +214,7 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
                 .then((res) => res.status >= 200 && res.status < 400, () => false);
         };
         await waitForProbes(lc, service, probe);
-        server = { service, port, container: lc };
+        return { service, port, container: lc };
     }
 
     before(async function () {
@@ -274,13 +290,14 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         const awsResources = r.run.resources.filter((x) => x.type.startsWith("aws:"))
             .map((x) => ({ type: x.type, name: x.name, inputs: x.inputs, state: x.state }));
         const provider = r.run.one("pulumi:providers:aws");
+        region = provider.inputs.region;
         const defaultTags = JSON.parse(provider.inputs.defaultTags ?? "{}").tags ?? {};
         const artifactUri = r.run.outputs.artifactUri as string;
         const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(artifactUri);
         expect(m, `artifactUri ${artifactUri}`).to.not.equal(null);
         artifactPrefix = m![2]!;
         const report = await phase("provision AWS resources in moto", () => python("provision", {
-            endpoint: moto.url, region: provider.inputs.region, defaultTags, artifactPrefix, resources: awsResources,
+            endpoint: moto.url, region, defaultTags, artifactPrefix, resources: awsResources,
         }, { AWS_CA_BUNDLE: moto.caBundle }));
         bucket = report.bucket;
         expect(bucket).to.equal(m![1]);
@@ -362,8 +379,14 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
     });
 
     it("starts the Deployment's container and passes its startup and readiness probes", async function () {
-        await phase("tracking server start (probes)", startServer);
+        await phase("tracking server start (probes)", startServers);
         expect(server!.container.sandbox.uid).to.equal(10001);
+        // Every pod created or found the admin user: concurrent first starts share one auth database.
+        for (const pod of pods) {
+            const res = await request(pod.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: `127.0.0.1:${pod.port}`, auth: `${admin.username}:${admin.password}` });
+            expect(res.status, `pod on port ${pod.port}`).to.equal(200);
+        }
+        expect(await sql(db.auth, "SELECT count(*) FROM users")).to.deep.equal([["1"]]);
     });
 
     it("serves a data scientist using the real MLflow client", async function () {
@@ -437,7 +460,7 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         const bigKey = `${artifactPrefix}/${m![1]}/data/weights.bin`;
         const directKey = `${artifactPrefix}/${m![1]}/direct/weights.bin`;
         const probe = await phase("S3 checks with the server's access key", () => python("s3-probe", {
-            endpoint: moto.url, region: "us-east-1", bucket, prefix: artifactPrefix, key: accessKey, deployer, digest: [bigKey, directKey],
+            endpoint: moto.url, region, bucket, prefix: artifactPrefix, key: accessKey, deployer, digest: [bigKey, directKey],
         }, { AWS_CA_BUNDLE: moto.caBundle }));
         const keys: string[] = probe.objects.map((o: any) => o.key);
         expect(keys.filter((k) => !k.startsWith(`${artifactPrefix}/`)), "objects outside the prefix").to.deep.equal([]);
@@ -553,8 +576,8 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
 
     it("restarts against the migrated database with every run and artifact intact", async function () {
         await phase("tracking server restart", async () => {
-            await stopService(server!.service, 30000);
-            await startServer();
+            await Promise.all(pods.map((p) => stopService(p.service, 30000)));
+            await startServers();
         });
         const auth = `${admin.username}:${admin.password}`;
         const host = `127.0.0.1:${server!.port}`;
@@ -578,6 +601,8 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         // The server still serves after the migration ran beside it.
         const res = await request(server!.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: `127.0.0.1:${server!.port}`, auth: `${admin.username}:${admin.password}` });
         expect(res.status).to.equal(200);
-        expect(tail(server!.service.logFile, 200)).to.not.match(/Traceback/);
+        for (const pod of pods) {
+            expect(tail(pod.service.logFile, 200)).to.not.match(/Traceback/);
+        }
     });
 });
