@@ -2,7 +2,7 @@ import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "../components/artifactStore";
 import { POD_SECURITY_LABELS } from "../components/kube";
-import { ProgramRun, STACKS, runProgram, stackRun, variantRun } from "./harness";
+import { ProgramRun, STACKS, stackRun, variantRun } from "./harness";
 
 const isProvider = (type: string) => type.startsWith("pulumi:providers:");
 const isComponent = (type: string) => type.startsWith("mlflow-k8s:");
