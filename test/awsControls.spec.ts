@@ -2,12 +2,10 @@ import { expect } from "chai";
 import {
     BucketConfiguration, IAM_RULES, iamPolicyFindings, isWildcardResource, requiresTls, S3_CONTROLS, s3ControlFindings,
 } from "../policy/checks/aws";
-import { describe as describeFindings, Finding } from "../policy/checks/findings";
+import { describe as describeFindings, rulesOf } from "../policy/checks/findings";
 import { bucketGroups, POLICY_DOCUMENT_TYPES, ResourceLike } from "../policy/checks/resources";
 import { artifactBucket, policyDocuments } from "./support/awsResources";
 import { renderedRun, RUN_LABELS } from "./support/runs";
-
-const rulesOf = (findings: readonly Finding[]): string[] => [...new Set(findings.map((f) => f.rule))].sort();
 
 describe("AWS controls", () => {
     for (const label of RUN_LABELS) {

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { DNS_NAMESPACE, s3EgressPorts } from "../components/networkPolicies";
-import { describe as describeFindings } from "../policy/checks/findings";
+import { describe as describeFindings, rulesOf } from "../policy/checks/findings";
 import { NETWORK_RULES, networkIsolationFindings, selects } from "../policy/checks/networkPolicy";
 import { podTemplates } from "../policy/checks/podSecurity";
 import { connectionAllowed, Endpoint, PodEndpoint } from "./support/networkSim";
@@ -145,32 +145,32 @@ describe("NetworkPolicies", () => {
             kind: "NetworkPolicy", metadata: { name: "deny", namespace: ns },
             spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], ingress: [], egress: [] },
         };
-        const rulesOf = (objects: any[]) => [...new Set(networkIsolationFindings(objects).map((f) => f.rule))].sort();
+        const isolationRules = (objects: any[]) => rulesOf(networkIsolationFindings(objects));
 
         it("passes an isolated namespace", () => {
-            expect(rulesOf([workload({ app: "a" }), denyAll])).to.deep.equal([]);
+            expect(isolationRules([workload({ app: "a" }), denyAll])).to.deep.equal([]);
         });
         it("fails a namespace with pods and no default deny", () => {
             const egressOnly = { ...denyAll, spec: { podSelector: {}, policyTypes: ["Egress"], egress: [] } };
-            expect(rulesOf([workload({ app: "a" }), egressOnly])).to.deep.equal(["netpol.defaultDenyIngress"]);
+            expect(isolationRules([workload({ app: "a" }), egressOnly])).to.deep.equal(["netpol.defaultDenyIngress"]);
         });
         it("fails pods whose egress no policy restricts", () => {
             const ingressOnly = { ...denyAll, spec: { podSelector: {}, policyTypes: ["Ingress"], ingress: [] } };
-            expect(rulesOf([workload({ app: "a" }), ingressOnly])).to.deep.equal(["netpol.egressRestricted"]);
+            expect(isolationRules([workload({ app: "a" }), ingressOnly])).to.deep.equal(["netpol.egressRestricted"]);
         });
         it("fails a default deny in another namespace", () => {
             const elsewhere = { ...denyAll, metadata: { name: "deny", namespace: "other" } };
-            expect(rulesOf([workload({ app: "a" }), elsewhere])).to.deep.equal(["netpol.defaultDenyIngress", "netpol.egressRestricted"]);
+            expect(isolationRules([workload({ app: "a" }), elsewhere])).to.deep.equal(["netpol.defaultDenyIngress", "netpol.egressRestricted"]);
         });
         it("fails ingress from anywhere", () => {
             const open = { kind: "NetworkPolicy", metadata: { name: "open", namespace: ns }, spec: { podSelector: { matchLabels: { app: "a" } }, ingress: [{ ports: [{ port: 5000 }] }] } };
             const world = { kind: "NetworkPolicy", metadata: { name: "world", namespace: ns }, spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: "0.0.0.0/0" } }] }] } };
-            expect(rulesOf([workload({ app: "a" }), denyAll, open])).to.deep.equal(["netpol.ingressFromAnywhere"]);
-            expect(rulesOf([workload({ app: "a" }), denyAll, world])).to.deep.equal(["netpol.ingressFromAnywhere"]);
+            expect(isolationRules([workload({ app: "a" }), denyAll, open])).to.deep.equal(["netpol.ingressFromAnywhere"]);
+            expect(isolationRules([workload({ app: "a" }), denyAll, world])).to.deep.equal(["netpol.ingressFromAnywhere"]);
         });
         it("fails egress to anywhere on any port", () => {
             const open = { kind: "NetworkPolicy", metadata: { name: "open", namespace: ns }, spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{}] } };
-            expect(rulesOf([workload({ app: "a" }), denyAll, open])).to.deep.equal(["netpol.egressAnywhere"]);
+            expect(isolationRules([workload({ app: "a" }), denyAll, open])).to.deep.equal(["netpol.egressAnywhere"]);
         });
         it("has a fixture for every rule above", () => {
             expect([...NETWORK_RULES].sort()).to.deep.equal(["netpol.defaultDenyIngress", "netpol.egressAnywhere", "netpol.egressRestricted", "netpol.ingressFromAnywhere"]);

@@ -1,11 +1,9 @@
 import { expect } from "chai";
-import { describe as describeFindings, Finding } from "../policy/checks/findings";
+import { describe as describeFindings, rulesOf } from "../policy/checks/findings";
 import {
     HARDENING_RULES, hardeningFindings, isPinnedImage, podTemplates, RESTRICTED_RULES, restrictedFindings, workloadFindings,
 } from "../policy/checks/podSecurity";
 import { renderedRun, RUN_LABELS } from "./support/runs";
-
-const rulesOf = (findings: readonly Finding[]): string[] => [...new Set(findings.map((f) => f.rule))].sort();
 
 describe("Pod Security Standards restricted and hardening", () => {
     for (const label of RUN_LABELS) {

@@ -12,3 +12,8 @@ export interface Finding {
 export function describe(findings: readonly Finding[]): string {
     return findings.map((f) => `${f.rule} at ${f.path}: ${f.message}`).join("\n");
 }
+
+/** The distinct rules that produced some findings, sorted. */
+export function rulesOf(findings: readonly Finding[]): string[] {
+    return [...new Set(findings.map((f) => f.rule))].sort();
+}
