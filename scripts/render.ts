@@ -59,7 +59,9 @@ function redact(values: Record<string, unknown> | undefined): Record<string, str
  */
 export function kubernetesManifests(run: ProgramRun): Manifest[] {
     const objects = run.resources.filter((r) => isKubernetesObject(r.type)).map((r) => {
-        const { apiVersion, kind, metadata, ...rest } = clean(r.state);
+        // What the program sends (the inputs), under the name the provider gives it; the recorded
+        // state is the live object, with fields the API server adds.
+        const { apiVersion, kind, metadata, ...rest } = clean({ ...r.inputs, metadata: { ...r.inputs.metadata, name: r.state.metadata.name } });
         const { name, namespace, ...meta } = metadata;
         const object: Record<string, any> = { apiVersion, kind, metadata: { name, namespace, ...meta }, ...rest };
         if (kind === "Secret") {

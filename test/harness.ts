@@ -33,6 +33,8 @@ export interface RecordedResource {
     readonly inputs: any;
     /** Paths (`a.b.0.c`) of inputs that arrived as secrets. */
     readonly secretPaths: readonly string[];
+    /** Paths of inputs that were unknown when the resource registered (only in a preview). */
+    readonly unknownPaths: readonly string[];
     /** The explicit provider reference (`urn::id`), if any. */
     readonly provider?: string;
     /** URN of the parent resource (a component, or the stack when empty). */
@@ -50,11 +52,15 @@ export interface RecordedResource {
 /** What one run of the program produced. */
 export interface ProgramRun {
     readonly stack: string;
+    /** Whether the program ran as `pulumi preview` (outputs the provider omits are unknown). */
+    readonly preview: boolean;
     readonly resources: readonly RecordedResource[];
     /** The program's stack outputs, resolved. */
     readonly outputs: Record<string, unknown>;
     /** Stack outputs that resolved as secrets. */
     readonly secretOutputs: readonly string[];
+    /** Stack outputs whose value is unknown (only in a preview). */
+    readonly unknownOutputs: readonly string[];
     /** The raw output objects, for `isSecret` checks. */
     readonly rawOutputs: Record<string, unknown>;
     /** Every generated credential value (random passwords, access keys), to hunt for leaks. */
@@ -100,19 +106,24 @@ export function stackConfig(stack: string, overrides: Record<string, string | nu
     return config;
 }
 
-/** Removes Pulumi's secret wrappers, noting where they were. */
-function unwrap(value: any, at: string, secretPaths: string[]): any {
+/** Removes Pulumi's secret wrappers, noting where they were, and notes unknown values. */
+function unwrap(value: any, at: string, paths: { secret: string[]; unknown: string[] }): any {
+    if (pulumi.isUnknown(value)) {
+        // A preview delivers an input whose value is not known yet as the SDK's Unknown marker.
+        paths.unknown.push(at);
+        return undefined;
+    }
     if (Array.isArray(value)) {
-        return value.map((v, i) => unwrap(v, join(at, String(i)), secretPaths));
+        return value.map((v, i) => unwrap(v, join(at, String(i)), paths));
     }
     if (value !== null && typeof value === "object") {
         if (value[SIG_KEY] === SECRET_SIG) {
-            secretPaths.push(at);
-            return unwrap(value.value, at, []);
+            paths.secret.push(at);
+            return unwrap(value.value, at, { secret: [], unknown: paths.unknown });
         }
         const out: Record<string, unknown> = {};
         for (const [k, v] of Object.entries(value)) {
-            out[k] = unwrap(v, join(at, k), secretPaths);
+            out[k] = unwrap(v, join(at, k), paths);
         }
         return out;
     }
@@ -167,37 +178,136 @@ function mockState(type: string, name: string, inputs: any, credentials: string[
         }
         default:
             if (type.startsWith("kubernetes:") && inputs.metadata !== undefined) {
-                // Pulumi's auto-naming: the logical name plus a random suffix, unless named.
-                const metadata = { ...inputs.metadata, name: inputs.metadata.name ?? `${name}-${suffix.slice(0, 8)}` };
-                return { id: metadata.namespace ? `${metadata.namespace}/${metadata.name}` : metadata.name, state: { ...inputs, metadata } };
+                const state = liveObject(type, name, inputs);
+                const metadata = state.metadata;
+                return { id: metadata.namespace ? `${metadata.namespace}/${metadata.name}` : metadata.name, state };
             }
             return { id: `${name}-id`, state: inputs };
     }
 }
 
+/**
+ * What the Kubernetes provider returns for an object: the live object as the API server stores
+ * it, never the inputs. pulumi-kubernetes reads the object back after create or update (its
+ * `await` package ends every operation with a `Get`), and a preview of an unchanged resource
+ * shows the outputs of the last update, the same live object. Each rule below says where it comes
+ * from; what it leaves out (managedFields, most status) no program input depends on.
+ */
+function liveObject(type: string, name: string, inputs: any): any {
+    const hex = fake(`${type}/${name}/hex`, 8, "0123456789abcdef");
+    const uid = [8, 4, 4, 4, 12].map((n, i) => fake(`${type}/${name}/uid${i}`, n, "0123456789abcdef")).join("-");
+    const state = structuredClone(inputs);
+    state.metadata = {
+        ...state.metadata,
+        // Auto-naming: pulumi-kubernetes `metadata.AssignNameIfAutonamable` appends a dash and 8
+        // random hex characters to the logical name when metadata.name is not set.
+        name: inputs.metadata.name ?? `${name}-${hex}`,
+        // Set by the API server on every object (ObjectMeta, Kubernetes API reference).
+        uid,
+        resourceVersion: "1",
+        creationTimestamp: "2026-01-01T00:00:00Z",
+    };
+    switch (type) {
+        case "kubernetes:core/v1:Namespace":
+            // The API server labels every namespace with its own name (Kubernetes 1.22+).
+            state.metadata.labels = { ...state.metadata.labels, "kubernetes.io/metadata.name": state.metadata.name };
+            state.spec = { finalizers: ["kubernetes"] };
+            state.status = { phase: "Active" };
+            break;
+        case "kubernetes:core/v1:Secret": {
+            // The API server stores `stringData` merged into base64 `data` and never returns
+            // `stringData` (core/v1 Secret reference: "stringData ... is never output when reading").
+            const data: Record<string, string> = { ...(inputs.data ?? {}) };
+            for (const [k, v] of Object.entries<string>(inputs.stringData ?? {})) {
+                data[k] = Buffer.from(v, "utf8").toString("base64");
+            }
+            delete state.stringData;
+            state.data = data;
+            state.type = inputs.type ?? "Opaque";
+            break;
+        }
+        case "kubernetes:core/v1:Service":
+            // Service defaulting: a cluster IP is allocated unless headless; protocol TCP.
+            if (state.spec.clusterIP === undefined) {
+                const ip = `10.96.${parseInt(hex.slice(0, 2), 16)}.${parseInt(hex.slice(2, 4), 16)}`;
+                state.spec.clusterIP = ip;
+                state.spec.clusterIPs = [ip];
+            }
+            state.spec.type ??= "ClusterIP";
+            state.spec.sessionAffinity ??= "None";
+            state.spec.ipFamilies ??= ["IPv4"];
+            state.spec.ipFamilyPolicy ??= "SingleStack";
+            state.spec.ports = state.spec.ports.map((p: any) => ({ protocol: "TCP", targetPort: p.port, ...p }));
+            break;
+        case "kubernetes:core/v1:PersistentVolumeClaim":
+            // The DefaultStorageClass admission plugin fills in the cluster default; the binder
+            // names the volume; Filesystem is the default volumeMode.
+            state.spec.storageClassName ??= "standard";
+            state.spec.volumeMode ??= "Filesystem";
+            state.spec.volumeName = `pvc-${uid}`;
+            state.status = { phase: "Bound", accessModes: state.spec.accessModes, capacity: { storage: state.spec.resources.requests.storage } };
+            break;
+        case "kubernetes:batch/v1:Job": {
+            // The API server generates the selector and labels the pod template with it
+            // (`manualSelector` unset: Job reference, "selector").
+            const generated = { "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": state.metadata.name };
+            state.spec.selector = { matchLabels: { "batch.kubernetes.io/controller-uid": uid } };
+            state.spec.template.metadata = { ...state.spec.template.metadata, labels: { ...state.spec.template.metadata?.labels, ...generated } };
+            state.status = { succeeded: 1 };
+            break;
+        }
+        case "kubernetes:apps/v1:Deployment":
+        case "kubernetes:apps/v1:StatefulSet":
+            state.status = { observedGeneration: 1, readyReplicas: state.spec.replicas ?? 1 };
+            break;
+        default:
+            break;
+    }
+    return state;
+}
+
 /** The program's own modules, dropped from the require cache before each run. */
 function clearProgramModules(): void {
     for (const file of Object.keys(require.cache)) {
-        if (file.startsWith(ROOT) && !file.includes(`${path.sep}node_modules${path.sep}`) && !file.startsWith(path.join(ROOT, "test"))) {
+        const isTest = file.startsWith(path.join(ROOT, "test")) && !file.startsWith(path.join(ROOT, "test", "fixtures"));
+        if (file.startsWith(ROOT) && !file.includes(`${path.sep}node_modules${path.sep}`) && !isTest) {
             delete require.cache[file];
         }
     }
 }
 
-async function settle<T>(value: unknown): Promise<{ value: T; secret: boolean }> {
+async function settle<T>(value: unknown): Promise<{ value: T | undefined; secret: boolean; known: boolean }> {
     if (pulumi.Output.isInstance(value)) {
-        const secret = await pulumi.isSecret(value as pulumi.Output<unknown>);
-        const resolved = await new Promise<T>((resolve) => (value as pulumi.Output<T>).apply((v) => { resolve(v); return v; }));
-        return { value: resolved, secret };
+        const output = value as pulumi.Output<T>;
+        const secret = await pulumi.isSecret(output);
+        // An unknown output never runs its apply callbacks: ask first.
+        const known = await (output as any).isKnown as boolean;
+        if (!known) {
+            return { value: undefined, secret, known };
+        }
+        const resolved = await new Promise<T>((resolve) => output.apply((v) => { resolve(v); return v; }));
+        return { value: resolved, secret, known };
     }
-    return { value: value as T, secret: false };
+    return { value: value as T, secret: false, known: true };
+}
+
+/** How {@link runProgram} runs the program. */
+export interface RunOptions {
+    /** Run as `pulumi preview` does: outputs a provider does not return stay unknown. */
+    readonly preview?: boolean;
+    /** Replacement values for exports of components/versions.ts (a version bump). */
+    readonly versions?: Readonly<Record<string, string>>;
+    /** The program module to run, instead of `index.ts` (fixtures of the harness's own specs). */
+    readonly entry?: string;
 }
 
 /**
  * Runs `index.ts` under mocks for a stack. Rejects with the program's error when it throws (a
  * config error, for instance), in which case no resource is recorded.
  */
-export async function runProgram(stack: string, overrides: Record<string, string | number | boolean | undefined> = {}): Promise<ProgramRun> {
+export async function runProgram(stack: string, overrides: Record<string, string | number | boolean | undefined> = {},
+    options: RunOptions = {}): Promise<ProgramRun> {
+    const preview = options.preview ?? false;
     const resources: RecordedResource[] = [];
     const credentials: string[] = [];
     // The mock API passes neither parent nor dependencies to newResource: take them from the
@@ -205,12 +315,13 @@ export async function runProgram(stack: string, overrides: Record<string, string
     const requests = new Map<string, { urn: string; parent: string; dependencies: string[]; protect: boolean; retainOnDelete: boolean }>();
     await pulumi.runtime.setMocks({
         newResource(args: pulumi.runtime.MockResourceArgs) {
-            const secretPaths: string[] = [];
-            const inputs = unwrap(args.inputs, "", secretPaths);
+            const paths = { secret: [] as string[], unknown: [] as string[] };
+            const inputs = unwrap(args.inputs, "", paths);
             const { id, state } = mockState(args.type, args.name, inputs, credentials);
             const request = requests.get(`${args.type}::${args.name}`)!;
             resources.push({
-                type: args.type, name: args.name, id, inputs, secretPaths, provider: args.provider, state, ...request,
+                type: args.type, name: args.name, id, inputs, secretPaths: paths.secret, unknownPaths: paths.unknown,
+                provider: args.provider, state, ...request,
             });
             return { id, state };
         },
@@ -218,7 +329,7 @@ export async function runProgram(stack: string, overrides: Record<string, string
             // The program makes no data-source calls; one appearing is a change worth noticing.
             throw new Error(`unexpected provider call ${args.token} in the mocks harness`);
         },
-    }, PROJECT, stack, false);
+    }, PROJECT, stack, preview);
     const monitor: any = pulumi.runtime.getMonitor();
     const register = monitor.registerResource.bind(monitor);
     monitor.registerResource = (req: any, callback: unknown) => {
@@ -238,15 +349,28 @@ export async function runProgram(stack: string, overrides: Record<string, string
     };
     pulumi.runtime.setAllConfig(stackConfig(stack, overrides), []);
     clearProgramModules();
+    if (options.versions !== undefined) {
+        const versions = require(path.join(ROOT, "components", "versions"));
+        for (const [key, value] of Object.entries(options.versions)) {
+            if (typeof versions[key] !== "string") {
+                throw new Error(`components/versions.ts exports no string ${key}`);
+            }
+            versions[key] = value;
+        }
+    }
 
-    const program: Record<string, unknown> = await import(path.join(ROOT, "index"));
+    const program: Record<string, unknown> = await import(options.entry ?? path.join(ROOT, "index"));
     const outputs: Record<string, unknown> = {};
     const secretOutputs: string[] = [];
+    const unknownOutputs: string[] = [];
     for (const [key, value] of Object.entries(program)) {
         const settled = await settle(value);
         outputs[key] = settled.value;
         if (settled.secret) {
             secretOutputs.push(key);
+        }
+        if (!settled.known) {
+            unknownOutputs.push(key);
         }
     }
     // Resources whose inputs resolve late register after the outputs: wait until none arrive.
@@ -258,9 +382,11 @@ export async function runProgram(stack: string, overrides: Record<string, string
 
     const run: ProgramRun = {
         stack,
+        preview,
         resources,
         outputs,
         secretOutputs,
+        unknownOutputs,
         rawOutputs: program,
         credentials,
         ofType: (type) => resources.filter((r) => r.type === type),

@@ -7,10 +7,10 @@ import { renderedRun, RUN_LABELS } from "./support/runs";
 describe("secrets hygiene", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("generates the credentials it hunts for: four passwords and an access key", async () => {
+            it("generates the credentials it hunts for: four passwords and two access keys", async () => {
                 const { run } = await renderedRun(label);
-                expect(run.credentials).to.have.length(6);
-                expect(new Set(run.credentials).size).to.equal(6);
+                expect(run.credentials).to.have.length(8);
+                expect(new Set(run.credentials).size).to.equal(8);
             });
 
             it("leaks no credential into a non-Secret object, env literal, ConfigMap, component args or plain output", async () => {
@@ -57,7 +57,7 @@ describe("secrets hygiene", () => {
     describe("catches each kind of leak on a broken fixture", () => {
         const credential = "fixture-pass-9Qv3Lm7x";
         const resource = (type: string, name: string, inputs: any, secretPaths: string[] = []): RecordedResource => ({
-            type, name, urn: `urn:${name}`, id: name, inputs, secretPaths, parent: "", dependencies: [], protect: false, retainOnDelete: false, state: inputs,
+            type, name, urn: `urn:${name}`, id: name, inputs, secretPaths, unknownPaths: [], parent: "", dependencies: [], protect: false, retainOnDelete: false, state: inputs,
         });
         type MutableRun = HygieneInput & { credentials: string[]; resources: RecordedResource[]; outputs: Record<string, unknown>; secretOutputs: string[] };
         const clean = (): MutableRun => ({
