@@ -1,25 +1,45 @@
 /**
  * MLflow on Kubernetes: config in, components, outputs.
  *
- *   config ──► ArtifactStore (S3 bucket, IAM user, access key)   [AWS]
- *          ──► Namespace (Pod Security: restricted)              [Kubernetes]
- *          ──► Postgres (credentials Secret, StatefulSet)        [Kubernetes]
- *          ──► MlflowTrackingServer (S3 Secret, migration Job,   [Kubernetes]
- *              Deployment, mlflow-service)
- *          ──► NetworkPolicies (default deny; only the flows      [Kubernetes]
+ *   config ──► DataGuard (refuses changes that would replace or strand data)
+ *          ──► ArtifactStore (S3 bucket, IAM users, access keys)  [AWS]
+ *          ──► Namespace (Pod Security: restricted)               [Kubernetes]
+ *          ──► Postgres (credentials, volume claim, StatefulSet)  [Kubernetes]
+ *          ──► DatabaseBackup (backup CronJob, restore template)  [Kubernetes]
+ *          ──► MlflowTrackingServer (S3 Secret, migration Job     [Kubernetes]
+ *              with a backup first, Deployment, mlflow-service)
+ *          ──► NetworkPolicies (default deny; only the flows       [Kubernetes]
  *              the components need)
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "./components/artifactStore";
 import { loadConfig } from "./components/config";
+import { DataGuard } from "./components/dataGuard";
+import { DatabaseBackup } from "./components/databaseBackup";
 import { DEFAULT_INGRESS_CONTROLLER_NAMESPACE, NetworkPolicies } from "./components/networkPolicies";
 import { createNamespace, createProviders } from "./components/platform";
 import { Postgres, SECRET_KEYS } from "./components/postgres";
+import { POSTGRES_MAJOR } from "./components/versions";
 import { MlflowTrackingServer } from "./components/trackingServer";
 
 const config = loadConfig();
 const stack = pulumi.getStack();
 const providers = createProviders("mlflow", config);
+
+// Everything that holds data waits for the guard, which fails preview and update alike when a
+// change would replace or strand it.
+const guard = new DataGuard("mlflow-data-guard", {
+    kubeContext: config.kubeContext,
+    namespace: config.namespace,
+    postgresStorageClass: config.postgres.storageClass ?? "",
+    postgresStorageSize: config.postgres.storageSize,
+    postgresMajor: POSTGRES_MAJOR,
+    awsRegion: config.aws.region,
+    awsEndpoint: config.aws.endpoint ?? "",
+    bucketPrefix: config.artifacts.bucketPrefix,
+    artifactPrefix: config.artifacts.artifactPrefix,
+    backupPrefix: config.backup.prefix,
+});
 
 const artifacts = new ArtifactStore("mlflow-artifacts", {
     bucketPrefix: config.artifacts.bucketPrefix,
@@ -27,15 +47,22 @@ const artifacts = new ArtifactStore("mlflow-artifacts", {
     forceDestroy: config.artifacts.forceDestroy,
     kmsKeyArn: config.artifacts.kmsKeyArn,
     noncurrentVersionExpirationDays: config.artifacts.noncurrentVersionExpirationDays,
+    backupPrefix: config.backup.prefix,
+    backupRetentionDays: config.backup.retentionDays,
     protect: config.protectData,
+    bucketDependsOn: [guard],
     tags: { "mlflow-k8s:stack": stack },
 }, { providers: { aws: providers.aws } });
 
-const namespace = createNamespace("mlflow-namespace", config.namespace, providers.kubernetes);
+// The namespace holds the database volume: it is kept whenever the volume is.
+const keepVolume = config.protectData || config.postgres.volumeRetention === "Retain";
+const namespace = createNamespace("mlflow-namespace", config.namespace, providers.kubernetes,
+    { dependsOn: [guard], protect: config.protectData, retainOnDelete: keepVolume });
 const k8sOpts = { providers: { kubernetes: providers.kubernetes }, dependsOn: [namespace] };
 
 const postgres = new Postgres("mlflow-postgres", {
     namespace: namespace.metadata.name,
+    claimDependsOn: [guard],
     storageSize: config.postgres.storageSize,
     storageClass: config.postgres.storageClass,
     volumeRetention: config.postgres.volumeRetention,
@@ -43,6 +70,22 @@ const postgres = new Postgres("mlflow-postgres", {
     resources: config.postgres.resources,
     protect: config.protectData,
 }, k8sOpts);
+
+const backup = new DatabaseBackup("mlflow-db-backup", {
+    namespace: namespace.metadata.name,
+    database: postgres.connection,
+    superuserPasswordKey: SECRET_KEYS.superuserPassword,
+    schedule: config.backup.schedule,
+    destination: artifacts.backupUri,
+    s3: {
+        accessKeyId: artifacts.backupIdentity.accessKeyId,
+        secretAccessKey: artifacts.backupIdentity.secretAccessKey,
+        region: config.aws.region,
+        endpoint: config.aws.endpoint,
+    },
+    kmsKeyArn: config.artifacts.kmsKeyArn,
+    scratchSize: config.postgres.storageSize,
+}, { ...k8sOpts, dependsOn: [namespace, postgres] });
 
 const server = new MlflowTrackingServer("mlflow", {
     namespace: namespace.metadata.name,
@@ -53,15 +96,9 @@ const server = new MlflowTrackingServer("mlflow", {
         region: config.aws.region,
         endpoint: config.aws.endpoint,
     },
-    database: {
-        host: postgres.host,
-        port: postgres.port,
-        trackingDatabase: postgres.trackingDatabase,
-        authDatabase: postgres.authDatabase,
-        secretName: postgres.secretName,
-        usernameKey: SECRET_KEYS.username,
-        passwordKey: SECRET_KEYS.password,
-    },
+    database: postgres.connection,
+    databasePassword: postgres.password,
+    preMigrationBackup: { initContainers: backup.preMigrationBackup(), volumes: backup.volumes },
     replicas: config.mlflow.replicas,
     maxReplicas: config.mlflow.maxReplicas,
     workers: config.mlflow.workers,
@@ -77,6 +114,8 @@ new NetworkPolicies("mlflow-network", {
     postgres: { podSelector: postgres.podSelector, port: postgres.port },
     trackingServer: { podSelector: server.podSelector, port: server.containerPort },
     migration: { podSelector: server.migrationPodSelector },
+    backup: { podSelector: backup.backupPodSelector },
+    restore: { podSelector: backup.restorePodSelector },
     s3Endpoint: config.aws.endpoint,
     ingressControllerNamespace: config.mlflow.ingress ? DEFAULT_INGRESS_CONTROLLER_NAMESPACE : undefined,
 }, k8sOpts);
@@ -97,3 +136,6 @@ export const bucketName = artifacts.bucketName;
 export const artifactUri = artifacts.artifactUri;
 export const iamUserName = artifacts.userName;
 export const postgresHost = postgres.host;
+export const backupUri = artifacts.backupUri;
+export const backupStatusCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} get cronjob ${backup.cronJobName} -o jsonpath='{.status.lastSuccessfulTime}'`;
+export const restoreCommand = `npm run restore -- --stack ${stack}`;

@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { artifactAccessPolicy, tlsOnlyBucketPolicy } from "./iamPolicies";
+import { PolicyDocument, artifactAccessPolicy, backupAccessPolicy, tlsOnlyBucketPolicy } from "./iamPolicies";
 
 /** Arguments of {@link ArtifactStore}. */
 export interface ArtifactStoreArgs {
@@ -20,19 +20,36 @@ export interface ArtifactStoreArgs {
     readonly kmsKeyArn?: string;
     /** Days after which noncurrent object versions expire. */
     readonly noncurrentVersionExpirationDays: number;
+    /** Key prefix of the database backups; disjoint from `artifactPrefix`. */
+    readonly backupPrefix: string;
+    /** Days after which a backup expires. */
+    readonly backupRetentionDays: number;
     /**
-     * Protect the bucket from deletion and keep it if it leaves the program.
+     * Protect the bucket (artifacts and backups) from deletion and keep it if it leaves the program.
      * @default false
      */
     readonly protect?: boolean;
+    /** Resources the bucket must wait for (the data guard). */
+    readonly bucketDependsOn?: pulumi.Input<pulumi.Resource>[];
     /** Tags added to every AWS resource. */
     readonly tags?: Record<string, string>;
 }
 
+/** An IAM identity of the store: its user and access key (a Pulumi secret). */
+export interface StoreIdentity {
+    /** Name of the IAM user. */
+    readonly userName: pulumi.Output<string>;
+    /** Access key id (a Pulumi secret: half of a credential). */
+    readonly accessKeyId: pulumi.Output<string>;
+    /** Secret access key (a Pulumi secret). */
+    readonly secretAccessKey: pulumi.Output<string>;
+}
+
 /**
- * S3 bucket for MLflow artifacts, hardened as AWS's Foundational Security Best Practices ask
- * (public access blocked, ACLs disabled, default encryption, versioning, lifecycle, TLS only),
- * and an IAM user whose only permissions are MLflow's, on this bucket's artifact prefix.
+ * S3 bucket for MLflow artifacts and database backups, hardened as AWS's Foundational Security
+ * Best Practices ask (public access blocked, ACLs disabled, default encryption, versioning,
+ * lifecycle, TLS only), and two IAM users that never see each other's data: the tracking server's,
+ * on the artifact prefix, and the backups', on the backup prefix (no delete).
  */
 export class ArtifactStore extends pulumi.ComponentResource {
     /** Name of the bucket. */
@@ -47,6 +64,10 @@ export class ArtifactStore extends pulumi.ComponentResource {
     public readonly accessKeyId: pulumi.Output<string>;
     /** Secret access key of that user (a Pulumi secret). */
     public readonly secretAccessKey: pulumi.Output<string>;
+    /** Where database backups go: `s3://<bucket>/<backupPrefix>`. */
+    public readonly backupUri: pulumi.Output<string>;
+    /** The identity that writes and reads backups. */
+    public readonly backupIdentity: StoreIdentity;
 
     constructor(name: string, args: ArtifactStoreArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-k8s:aws:ArtifactStore", name, {}, opts);
@@ -58,7 +79,7 @@ export class ArtifactStore extends pulumi.ComponentResource {
             bucketPrefix: args.bucketPrefix,
             forceDestroy: args.forceDestroy ?? false,
             tags,
-        }, stateful);
+        }, { ...stateful, dependsOn: args.bucketDependsOn });
 
         const publicAccess = new aws.s3.BucketPublicAccessBlock(`${name}-public-access`, {
             bucket: bucket.id,
@@ -104,6 +125,13 @@ export class ArtifactStore extends pulumi.ComponentResource {
                     noncurrentVersionExpiration: { noncurrentDays: args.noncurrentVersionExpirationDays },
                     expiration: { expiredObjectDeleteMarker: true },
                 },
+                {
+                    // The only way a backup is ever deleted: its identity has no s3:DeleteObject.
+                    id: "expire-database-backups",
+                    status: "Enabled",
+                    filter: { prefix: `${args.backupPrefix}/` },
+                    expiration: { days: args.backupRetentionDays },
+                },
             ],
         }, { ...child, dependsOn: [versioning] });
 
@@ -113,35 +141,18 @@ export class ArtifactStore extends pulumi.ComponentResource {
             policy: bucket.arn.apply((arn) => JSON.stringify(tlsOnlyBucketPolicy(arn))),
         }, { ...child, dependsOn: [publicAccess] });
 
-        const user = new aws.iam.User(`${name}-user`, {
-            path: "/mlflow/",
-            forceDestroy: true,
-            tags,
-        }, child);
-
-        const policy = new aws.iam.Policy(`${name}-policy`, {
-            path: "/mlflow/",
-            description: pulumi.interpolate`MLflow artifact access to s3://${bucket.bucket}/${args.artifactPrefix}`,
-            policy: bucket.arn.apply((arn) => JSON.stringify(artifactAccessPolicy(arn, args.artifactPrefix))),
-            tags,
-        }, child);
-
-        new aws.iam.UserPolicyAttachment(`${name}-policy-attachment`, {
-            user: user.name,
-            policyArn: policy.arn,
-        }, child);
-
-        const accessKey = new aws.iam.AccessKey(`${name}-access-key`, { user: user.name }, child);
+        const server = this.identity(`${name}`, pulumi.interpolate`MLflow artifact access to s3://${bucket.bucket}/${args.artifactPrefix}`,
+            bucket.arn.apply((arn) => artifactAccessPolicy(arn, args.artifactPrefix)), tags);
+        this.backupIdentity = this.identity(`${name}-backup`, pulumi.interpolate`MLflow database backups in s3://${bucket.bucket}/${args.backupPrefix}`,
+            bucket.arn.apply((arn) => backupAccessPolicy(arn, args.backupPrefix)), tags);
 
         this.bucketName = bucket.bucket;
         this.bucketArn = bucket.arn;
         this.artifactUri = pulumi.interpolate`s3://${bucket.bucket}/${args.artifactPrefix}`;
-        this.userName = user.name;
-        // The key id is half of a credential: keep it out of plain state and output too.
-        this.accessKeyId = pulumi.secret(accessKey.id);
-        // The provider marks `secret` as secret, but only a real engine honours that; wrapping
-        // it keeps it secret everywhere it flows, mocks and `pulumi stack export` included.
-        this.secretAccessKey = pulumi.secret(accessKey.secret);
+        this.userName = server.userName;
+        this.accessKeyId = server.accessKeyId;
+        this.secretAccessKey = server.secretAccessKey;
+        this.backupUri = pulumi.interpolate`s3://${bucket.bucket}/${args.backupPrefix}`;
 
         this.registerOutputs({
             bucketName: this.bucketName,
@@ -149,6 +160,29 @@ export class ArtifactStore extends pulumi.ComponentResource {
             userName: this.userName,
             accessKeyId: this.accessKeyId,
             secretAccessKey: this.secretAccessKey,
+            backupUri: this.backupUri,
         });
+    }
+
+    /** An IAM user with one customer-managed policy and an access key. */
+    private identity(name: string, description: pulumi.Input<string>, policy: pulumi.Output<PolicyDocument>, tags: Record<string, string>): StoreIdentity {
+        const child = { parent: this };
+        const user = new aws.iam.User(`${name}-user`, { path: "/mlflow/", forceDestroy: true, tags }, child);
+        const attached = new aws.iam.Policy(`${name}-policy`, {
+            path: "/mlflow/",
+            description,
+            policy: policy.apply((doc) => JSON.stringify(doc)),
+            tags,
+        }, child);
+        new aws.iam.UserPolicyAttachment(`${name}-policy-attachment`, { user: user.name, policyArn: attached.arn }, child);
+        const accessKey = new aws.iam.AccessKey(`${name}-access-key`, { user: user.name }, child);
+        return {
+            userName: user.name,
+            // The key id is half of a credential: keep it out of plain state and output too.
+            accessKeyId: pulumi.secret(accessKey.id),
+            // The provider marks `secret` as secret, but only a real engine honours that; wrapping
+            // it keeps it secret everywhere it flows, mocks and `pulumi stack export` included.
+            secretAccessKey: pulumi.secret(accessKey.secret),
+        };
     }
 }

@@ -15,7 +15,7 @@ export const PROJECT = "mlflow-k8s";
 export const DEFAULT_PERMISSIONS = ["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] as const;
 export type DefaultPermission = (typeof DEFAULT_PERMISSIONS)[number];
 
-/** What happens to PostgreSQL's volume when the StatefulSet is deleted. */
+/** What `pulumi destroy` does with PostgreSQL's volume claim (and the namespace that holds it). */
 export const VOLUME_RETENTION = ["Delete", "Retain"] as const;
 export type VolumeRetention = (typeof VOLUME_RETENTION)[number];
 
@@ -52,7 +52,15 @@ export interface StackConfig {
         /** Days after which noncurrent object versions expire. */
         readonly noncurrentVersionExpirationDays: number;
     };
-    /** Protect stateful resources (bucket, database volume) against deletion. */
+    readonly backup: {
+        /** Cron schedule (UTC) of the database backup CronJob. */
+        readonly schedule: string;
+        /** Days a backup is kept before the bucket's lifecycle rule expires it. */
+        readonly retentionDays: number;
+        /** Key prefix in the bucket under which backups are written; disjoint from the artifact prefix. */
+        readonly prefix: string;
+    };
+    /** Protect everything that holds data (namespace, database volume, bucket with its backups) against deletion. */
     readonly protectData: boolean;
     readonly postgres: {
         readonly storageSize: string;
@@ -246,6 +254,18 @@ export function parseConfig(read: ConfigReader): StackConfig {
     const noncurrentVersionExpirationDays = integer("noncurrentVersionExpirationDays", 1, 3650);
     const protectData = boolean("protectData");
 
+    const backupSchedule = string("backupSchedule",
+        "a cron schedule of five fields (minute hour day-of-month month day-of-week, in UTC) such as \"30 2 * * *\", or @hourly, @daily, @weekly, @monthly",
+        (v) => cronProblems(v).length === 0);
+    const backupRetentionDays = integer("backupRetentionDays", 1, 3650);
+    const backupPrefix = string("backupPrefix",
+        "path segments of letters, digits, '.', '_' or '-' separated by '/', with no leading or trailing '/'",
+        (v) => v.length <= 256 && ARTIFACT_PREFIX.test(v));
+    if (artifactPrefix !== "" && backupPrefix !== "" && prefixesOverlap(artifactPrefix, backupPrefix)) {
+        fail("backupPrefix", backupPrefix,
+            `must not be ${PROJECT}:artifactPrefix (${artifactPrefix}), inside it or around it: the server's identity may never reach the backups`);
+    }
+
     const storageSize = quantity("postgresStorageSize", "memory");
     const storageClass = optional("postgresStorageClass");
     if (storageClass !== undefined && !(storageClass.length <= 253 && DNS1123_SUBDOMAIN.test(storageClass))) {
@@ -305,6 +325,7 @@ export function parseConfig(read: ConfigReader): StackConfig {
         namespace,
         aws: { region, endpoint },
         artifacts: { bucketPrefix, artifactPrefix, forceDestroy, kmsKeyArn, noncurrentVersionExpirationDays },
+        backup: { schedule: backupSchedule, retentionDays: backupRetentionDays, prefix: backupPrefix },
         protectData,
         postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
         mlflow: {
@@ -319,6 +340,57 @@ export function parseConfig(read: ConfigReader): StackConfig {
 export function loadConfig(): StackConfig {
     const config = new pulumi.Config(PROJECT);
     return parseConfig((key) => config.get(key));
+}
+
+/** True when one key prefix equals the other or is a parent path of it. */
+export function prefixesOverlap(a: string, b: string): boolean {
+    return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+}
+
+/** Cron macros Kubernetes CronJobs accept besides five-field schedules. */
+const CRON_MACROS = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+/** The five cron fields: name, lowest and highest value, and the names allowed in place of numbers. */
+const CRON_FIELDS: ReadonlyArray<[string, number, number, readonly string[]]> = [
+    ["minute", 0, 59, []],
+    ["hour", 0, 23, []],
+    ["day of month", 1, 31, []],
+    ["month", 1, 12, ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]],
+    ["day of week", 0, 7, ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]],
+];
+
+/**
+ * Problems with a CronJob schedule, field by field, as Kubernetes' cron parser would find them:
+ * five fields of `*`, numbers, names, ranges, steps and lists, or one of the macros. Time zones
+ * are not part of the schedule (`CRON_TZ=` is refused by the API server).
+ */
+export function cronProblems(schedule: string): string[] {
+    if (CRON_MACROS.includes(schedule)) {
+        return [];
+    }
+    const fields = schedule.split(/\s+/);
+    if (fields.length !== CRON_FIELDS.length) {
+        return [`has ${fields.length} fields; a schedule has 5 (minute hour day-of-month month day-of-week) or is a macro such as @daily`];
+    }
+    const problems: string[] = [];
+    fields.forEach((field, i) => {
+        const [label, min, max, names] = CRON_FIELDS[i]!;
+        const value = (token: string): number => {
+            const named = names.indexOf(token.toLowerCase());
+            if (named >= 0) {
+                return named + (label === "month" ? 1 : 0);
+            }
+            return /^\d+$/.test(token) ? Number(token) : Number.NaN;
+        };
+        for (const part of field.split(",")) {
+            const m = /^(\*|[^-/]+(?:-[^-/]+)?)(?:\/(\d+))?$/.exec(part);
+            const bounds = m?.[1] === "*" ? [min, max] : (m?.[1] ?? "").split("-").map(value);
+            const step = m?.[2] === undefined ? 1 : Number(m[2]);
+            if (m === null || bounds.some((b) => !(b >= min && b <= max)) || (bounds.length === 2 && bounds[0]! > bounds[1]!) || step < 1) {
+                problems.push(`${label} field "${part}" is not a value, range or step within ${min}-${max}`);
+            }
+        }
+    });
+    return problems;
 }
 
 function isHttpUrl(value: string): boolean {

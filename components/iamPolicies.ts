@@ -42,24 +42,51 @@ export const BUCKET_ACTIONS = ["s3:ListBucket"] as const;
  * Nothing else: no bucket administration, no other bucket, no IAM.
  */
 export function artifactAccessPolicy(bucketArn: string, prefix: string): PolicyDocument {
+    return prefixScopedPolicy(bucketArn, prefix, OBJECT_ACTIONS, { list: "ListArtifactPrefix", objects: "ReadWriteArtifacts" });
+}
+
+/**
+ * An identity policy confined to one key prefix of one bucket: `s3:ListBucket` only for keys under
+ * the prefix (the `s3:prefix` condition), and the given object actions only on `prefix/*`.
+ */
+function prefixScopedPolicy(bucketArn: string, prefix: string, objectActions: readonly string[], sids: { list: string; objects: string }): PolicyDocument {
     return {
         Version: "2012-10-17",
         Statement: [
             {
-                Sid: "ListArtifactPrefix",
+                Sid: sids.list,
                 Effect: "Allow",
                 Action: [...BUCKET_ACTIONS],
                 Resource: [bucketArn],
                 Condition: { StringLike: { "s3:prefix": [prefix, `${prefix}/*`] } },
             },
             {
-                Sid: "ReadWriteArtifacts",
+                Sid: sids.objects,
                 Effect: "Allow",
-                Action: [...OBJECT_ACTIONS],
+                Action: [...objectActions],
                 Resource: [`${bucketArn}/${prefix}/*`],
             },
         ],
     };
+}
+
+/** Object actions the database backups perform under the backup prefix: no delete, ever. */
+export const BACKUP_OBJECT_ACTIONS = [
+    "s3:PutObject",
+    // Restores read a backup back, and check its checksum.
+    "s3:GetObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+] as const;
+
+/**
+ * Identity policy of the database backups: write and read objects under `prefix/`, list only
+ * within it. No `s3:DeleteObject`: old backups expire through the bucket's lifecycle rule, never
+ * through this identity, so a compromised backup pod cannot erase the history. Nothing outside the
+ * prefix: the artifacts stay out of reach, as the backups stay out of the server's reach.
+ */
+export function backupAccessPolicy(bucketArn: string, prefix: string): PolicyDocument {
+    return prefixScopedPolicy(bucketArn, prefix, BACKUP_OBJECT_ACTIONS, { list: "ListBackupPrefix", objects: "WriteAndReadBackups" });
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import * as crypto from "crypto";
 import * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
 import type { Resources } from "./config";
 
 /** The recommended `app.kubernetes.io/*` labels for one component of the platform. */
@@ -54,10 +55,12 @@ export function podSecurityContext(uid: number): k8s.types.input.core.v1.PodSecu
 
 /**
  * Container-level security context for the `restricted` profile, with a read-only root
- * filesystem: whatever a process must write goes to an explicitly mounted volume.
+ * filesystem: whatever a process must write goes to an explicitly mounted volume. A uid runs the
+ * container as that user and group, for pods that mix images built for different users.
  */
-export function containerSecurityContext(): k8s.types.input.core.v1.SecurityContext {
+export function containerSecurityContext(uid?: number): k8s.types.input.core.v1.SecurityContext {
     return {
+        ...(uid === undefined ? {} : { runAsUser: uid, runAsGroup: uid }),
         allowPrivilegeEscalation: false,
         privileged: false,
         readOnlyRootFilesystem: true,
@@ -73,6 +76,11 @@ export function resourceRequirements(r: Resources): k8s.types.input.core.v1.Reso
         requests: { cpu: r.cpuRequest, memory: r.memoryRequest },
         limits: { cpu: r.cpuLimit, memory: r.memoryLimit },
     };
+}
+
+/** An environment variable read from one key of a Secret. */
+export function secretEnv(name: string, secretName: pulumi.Input<string>, key: string): k8s.types.input.core.v1.EnvVar {
+    return { name, valueFrom: { secretKeyRef: { name: secretName, key } } };
 }
 
 /** A memory-backed or disk-backed scratch volume. */

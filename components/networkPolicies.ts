@@ -12,8 +12,12 @@ export interface NetworkPoliciesArgs {
     readonly postgres: { readonly podSelector: PodSelector; readonly port: number };
     /** The tracking server's pods and the container port clients reach. */
     readonly trackingServer: { readonly podSelector: PodSelector; readonly port: number };
-    /** The schema migration Job's pods. */
+    /** The schema migration Job's pods (which take a backup first, so they reach S3 too). */
     readonly migration: { readonly podSelector: PodSelector };
+    /** The backup CronJob's pods. */
+    readonly backup: { readonly podSelector: PodSelector };
+    /** The restore Jobs' pods. */
+    readonly restore: { readonly podSelector: PodSelector };
     /**
      * S3 endpoint override (an emulator such as MinIO or moto); its port is opened for egress
      * from the server.
@@ -63,10 +67,10 @@ export function s3EgressPorts(endpoint?: string): number[] {
 
 /**
  * NetworkPolicies for the namespace: everything is denied by default, in both directions; then
- * PostgreSQL accepts its port only from the tracking server and the migration Job and talks to
- * no one; the server accepts its port from pods anywhere in the cluster (and the ingress
- * controller) and reaches only DNS, PostgreSQL and S3 over HTTPS; the migration Job reaches only
- * DNS and PostgreSQL.
+ * PostgreSQL accepts its port only from the tracking server, the migration Job and the backup and
+ * restore pods, and talks to no one; the server accepts its port from pods anywhere in the
+ * cluster (and the ingress controller) and reaches only DNS, PostgreSQL and S3 over HTTPS; the
+ * migration Job, backups and restores reach only DNS, PostgreSQL and S3, and accept nothing.
  *
  * Policies are additive, so the default deny is created last: the allow rules are already in
  * place when isolation starts, and no pod loses a connection it needs during the first update.
@@ -90,6 +94,12 @@ export class NetworkPolicies extends pulumi.ComponentResource {
         const pods = (selector: PodSelector) => ({ podSelector: { matchLabels: { ...selector } } });
         const tcp = (port: number) => ({ protocol: "TCP", port });
         const toPostgres: EgressRule = { to: [pods(args.postgres.podSelector)], ports: [tcp(args.postgres.port)] };
+        const toS3: EgressRule = {
+            // S3 has no fixed addresses; the port is the limit.
+            to: [{ ipBlock: { cidr: "0.0.0.0/0" } }, { ipBlock: { cidr: "::/0" } }],
+            ports: s3EgressPorts(args.s3Endpoint).map(tcp),
+        };
+        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore];
 
         const postgres = new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
             metadata: metadata("postgres-network-policy"),
@@ -97,7 +107,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 podSelector: { matchLabels: { ...args.postgres.podSelector } },
                 policyTypes: ["Ingress", "Egress"],
                 ingress: [{
-                    from: [pods(args.trackingServer.podSelector), pods(args.migration.podSelector)],
+                    from: databaseClients.map((c) => pods(c.podSelector)),
                     ports: [tcp(args.postgres.port)],
                 }],
                 // PostgreSQL opens no connections: no egress at all.
@@ -124,27 +134,21 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 podSelector: { matchLabels: { ...args.trackingServer.podSelector } },
                 policyTypes: ["Ingress", "Egress"],
                 ingress: serverIngress,
-                egress: [
-                    dnsEgress(),
-                    toPostgres,
-                    {
-                        // S3 has no fixed addresses; the port is the limit.
-                        to: [{ ipBlock: { cidr: "0.0.0.0/0" } }, { ipBlock: { cidr: "::/0" } }],
-                        ports: s3EgressPorts(args.s3Endpoint).map(tcp),
-                    },
-                ],
+                egress: [dnsEgress(), toPostgres, toS3],
             },
         }, child);
 
-        const migration = new k8s.networking.v1.NetworkPolicy(`${name}-db-migration`, {
-            metadata: metadata("db-migration-network-policy"),
-            spec: {
-                podSelector: { matchLabels: { ...args.migration.podSelector } },
-                policyTypes: ["Ingress", "Egress"],
-                ingress: [],
-                egress: [dnsEgress(), toPostgres],
-            },
-        }, child);
+        // Jobs: they open connections to PostgreSQL and S3 and accept none.
+        const jobs = ([["db-migration", args.migration], ["db-backup", args.backup], ["db-restore", args.restore]] as const)
+            .map(([component, workload]) => new k8s.networking.v1.NetworkPolicy(`${name}-${component}`, {
+                metadata: metadata(`${component}-network-policy`),
+                spec: {
+                    podSelector: { matchLabels: { ...workload.podSelector } },
+                    policyTypes: ["Ingress", "Egress"],
+                    ingress: [],
+                    egress: [dnsEgress(), toPostgres, toS3],
+                },
+            }, child));
 
         const defaultDeny = new k8s.networking.v1.NetworkPolicy(`${name}-default-deny`, {
             metadata: metadata("default-deny-network-policy"),
@@ -154,9 +158,9 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 ingress: [],
                 egress: [],
             },
-        }, { ...child, dependsOn: [postgres, server, migration] });
+        }, { ...child, dependsOn: [postgres, server, ...jobs] });
 
-        this.policyNames = pulumi.all([postgres, server, migration, defaultDeny].map((p) => p.metadata.name));
+        this.policyNames = pulumi.all([postgres, server, ...jobs, defaultDeny].map((p) => p.metadata.name));
         this.registerOutputs({ policyNames: this.policyNames });
     }
 }

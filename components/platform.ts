@@ -18,6 +18,10 @@ export function createProviders(name: string, config: StackConfig): Providers {
     const kubernetes = new k8s.Provider(`${name}-k8s`, {
         context: config.kubeContext,
         kubeconfig: config.kubeconfig,
+        // The stack's cluster is the one its context names. Without this, the provider guesses
+        // from the kubeconfig and replaces every resource (the database volume included) when it
+        // thinks the cluster changed; with it, only a new context does, which the data guard refuses.
+        clusterIdentifier: config.kubeContext,
         // Anything created without an explicit namespace is an error in this program; never
         // let it fall into `default`.
         namespace: config.namespace,
@@ -39,12 +43,16 @@ export function createProviders(name: string, config: StackConfig): Providers {
     return { kubernetes, aws: awsProvider };
 }
 
-/** Creates the namespace the stack owns, enforcing the Pod Security Standards `restricted` profile. */
-export function createNamespace(name: string, namespace: string, provider: k8s.Provider): k8s.core.v1.Namespace {
+/**
+ * Creates the namespace the stack owns, enforcing the Pod Security Standards `restricted` profile.
+ * It holds the database volume, so the options protect or keep it along with the data.
+ */
+export function createNamespace(name: string, namespace: string, provider: k8s.Provider,
+    opts: Pick<pulumi.CustomResourceOptions, "dependsOn" | "protect" | "retainOnDelete"> = {}): k8s.core.v1.Namespace {
     return new k8s.core.v1.Namespace(name, {
         metadata: {
             name: namespace,
             labels: { ...POD_SECURITY_LABELS, "app.kubernetes.io/part-of": "mlflow", "app.kubernetes.io/managed-by": "pulumi" },
         },
-    }, { provider });
+    }, { ...opts, provider });
 }

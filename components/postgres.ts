@@ -4,7 +4,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { Resources, VolumeRetention } from "./config";
-import { containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, selectorLabels } from "./kube";
+import { checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import { POSTGRES_IMAGE, POSTGRES_UID, POSTGRES_VERSION } from "./versions";
 
 /** Port PostgreSQL listens on. */
@@ -15,6 +15,8 @@ export const TRACKING_DATABASE = "mlflow";
 export const AUTH_DATABASE = "mlflow_auth";
 /** Login role that owns both MLflow databases; the `postgres` superuser is kept for operators. */
 export const APP_ROLE = "mlflow";
+/** The superuser the official image creates; only operators' tools (restore) use it. */
+export const SUPERUSER = "postgres";
 /** Keys of the credentials Secret. */
 export const SECRET_KEYS = Object.freeze({
     username: "username",
@@ -23,13 +25,43 @@ export const SECRET_KEYS = Object.freeze({
 });
 /** Directory of the init files the component ships, run once on an empty data directory. */
 export const INIT_DIR = path.join(__dirname, "postgres-init");
+/** Directory of the scripts the pod runs on every start. */
+export const SCRIPTS_DIR = path.join(__dirname, "postgres-scripts");
+/** Where those scripts are mounted. */
+const SCRIPTS_MOUNT = "/opt/mlflow/postgres";
 const DATA_MOUNT = "/var/lib/postgresql/data";
+
+/** Where a client finds the database and the Secret holding its login. */
+export interface DatabaseConnection {
+    readonly host: pulumi.Input<string>;
+    readonly port: number;
+    readonly trackingDatabase: string;
+    readonly authDatabase: string;
+    /** Secret with the application role's login ({@link SECRET_KEYS}). */
+    readonly secretName: pulumi.Input<string>;
+    readonly usernameKey: string;
+    readonly passwordKey: string;
+}
+
+/**
+ * The libpq environment of a client: host and port, and the login from the Secret, so the
+ * password never appears in a URI (where special characters would need encoding) nor on a
+ * command line (where `ps` would show it).
+ */
+export function libpqEnv(db: DatabaseConnection, options: { host?: boolean } = {}): k8s.types.input.core.v1.EnvVar[] {
+    return [
+        ...(options.host === false ? [] : [{ name: "PGHOST", value: db.host }, { name: "PGPORT", value: String(db.port) }]),
+        secretEnv("PGUSER", db.secretName, db.usernameKey),
+        secretEnv("PGPASSWORD", db.secretName, db.passwordKey),
+        { name: "PGCONNECT_TIMEOUT", value: "10" },
+    ];
+}
 
 /** Arguments of {@link Postgres}. */
 export interface PostgresArgs {
     /** Namespace of every object. */
     readonly namespace: pulumi.Input<string>;
-    /** Size of the data volume, e.g. `8Gi`. */
+    /** Size of the data volume, e.g. `8Gi`. Growing it expands the volume in place. */
     readonly storageSize: string;
     /**
      * StorageClass of the data volume.
@@ -37,8 +69,9 @@ export interface PostgresArgs {
      */
     readonly storageClass?: string;
     /**
-     * Whether the volume claim outlives the StatefulSet.
-     * @default "Retain": deleting the StatefulSet must not delete the data by accident.
+     * What `pulumi destroy` does with the volume claim. `Retain` leaves it in the cluster, where the
+     * next `pulumi up` of the same stack adopts it (the claim's name is fixed).
+     * @default "Retain": deleting the stack must not delete the data by accident.
      */
     readonly volumeRetention?: VolumeRetention;
     /** PostgreSQL `max_connections`. */
@@ -46,17 +79,24 @@ export interface PostgresArgs {
     /** CPU and memory. */
     readonly resources: Resources;
     /**
-     * Protect the StatefulSet from deletion and keep it if it leaves the program.
+     * Protect the volume claim from deletion and keep it if it leaves the program.
      * @default false
      */
     readonly protect?: boolean;
+    /** Resources the volume claim must wait for (the data guard). */
+    readonly claimDependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
  * PostgreSQL for MLflow's metadata: generated credentials in a Secret, the official image pinned
- * by tag, a StatefulSet with a persistent volume under the `restricted` Pod Security profile,
- * and a headless plus a ClusterIP Service. Two databases (tracking and auth) and their owner role
- * are created on first initialisation by the shipped init files.
+ * by tag, a StatefulSet of one pod under the `restricted` Pod Security profile, and a headless plus
+ * a ClusterIP Service. Two databases (tracking and auth) and their owner role are created on first
+ * initialisation by the shipped init files.
+ *
+ * The data volume is a PersistentVolumeClaim of its own, not a `volumeClaimTemplates` entry: the
+ * Kubernetes provider replaces a StatefulSet whenever its claim templates change, and replacing
+ * it would take the claim along. A standalone claim changes in place (a larger size is a volume
+ * expansion) and nothing version-dependent is part of its identity (docs/adr/0004).
  */
 export class Postgres extends pulumi.ComponentResource {
     /** In-cluster host name of the ClusterIP Service. */
@@ -73,6 +113,10 @@ export class Postgres extends pulumi.ComponentResource {
     public readonly password: pulumi.Output<string>;
     /** Name of the StatefulSet. */
     public readonly statefulSetName: pulumi.Output<string>;
+    /** Name of the data volume claim. */
+    public readonly claimName: pulumi.Output<string>;
+    /** How clients reach the databases and log in. */
+    public readonly connection: DatabaseConnection;
     /** Labels that select PostgreSQL's pods (for NetworkPolicies). */
     public readonly podSelector: Readonly<Record<string, string>>;
 
@@ -82,10 +126,11 @@ export class Postgres extends pulumi.ComponentResource {
         const component = "postgres";
         const meta = { namespace: args.namespace, labels: labels(name, component, POSTGRES_VERSION) };
         const selector = selectorLabels(name, component);
+        const protect = args.protect ?? false;
         this.podSelector = selector;
 
-        // The password is written into the data volume on first start, so it must never change
-        // by accident: no keepers, and a character set that needs no quoting anywhere.
+        // Stable (no keepers) and needing no quoting anywhere. The data directory learns each
+        // password again at every start (scripts/sync-passwords.sh), so a replaced one takes over.
         const passwordSpec = { length: 32, special: true, overrideSpecial: "-_.~", minLower: 2, minUpper: 2, minNumeric: 2 };
         const appPassword = new random.RandomPassword(`${name}-password`, passwordSpec, child);
         const superuserPassword = new random.RandomPassword(`${name}-superuser-password`, passwordSpec, child);
@@ -104,6 +149,10 @@ export class Postgres extends pulumi.ComponentResource {
         const initFiles = new k8s.core.v1.ConfigMap(`${name}-init`, {
             metadata: meta,
             data: readInitFiles(),
+        }, child);
+        const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
+            metadata: meta,
+            data: readFiles(SCRIPTS_DIR),
         }, child);
 
         const headless = new k8s.core.v1.Service(`${name}-headless`, {
@@ -125,12 +174,40 @@ export class Postgres extends pulumi.ComponentResource {
             },
         }, child);
 
-        const secretEnv = (envName: string, key: string): k8s.types.input.core.v1.EnvVar => ({
-            name: envName,
-            valueFrom: { secretKeyRef: { name: secret.metadata.name, key } },
-        });
+        const fromSecret = (envName: string, key: string) => secretEnv(envName, secret.metadata.name, key);
+        const env: k8s.types.input.core.v1.EnvVar[] = [
+            // A subdirectory: initdb refuses a volume root that holds lost+found.
+            { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
+            { name: "POSTGRES_USER", value: SUPERUSER },
+            fromSecret("POSTGRES_PASSWORD", SECRET_KEYS.superuserPassword),
+            fromSecret("MLFLOW_DB_USER", SECRET_KEYS.username),
+            fromSecret("MLFLOW_DB_PASSWORD", SECRET_KEYS.password),
+            { name: "MLFLOW_TRACKING_DB", value: TRACKING_DATABASE },
+            { name: "MLFLOW_AUTH_DB", value: AUTH_DATABASE },
+        ];
+        const dataMount = { name: "data", mountPath: DATA_MOUNT };
+        const runMount = { name: "run", mountPath: "/var/run/postgresql" };
+        const tmpMount = { name: "tmp", mountPath: "/tmp" };
+        const scriptsMount = { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true };
         const isReady = (host: string): string[] =>
             ["pg_isready", "--host", host, "--port", String(POSTGRES_PORT), "--username", APP_ROLE, "--dbname", TRACKING_DATABASE];
+
+        // The name a claim template would have given the pod's claim (`<template>-<statefulset>-0`),
+        // so a stack deployed with a claim template finds its data again. No version label: the
+        // claim outlives every upgrade.
+        const claim = new k8s.core.v1.PersistentVolumeClaim(`${name}-data`, {
+            metadata: { namespace: args.namespace, name: `data-${name}-0`, labels: selectorLabels(name, component) },
+            spec: {
+                accessModes: ["ReadWriteOnce"],
+                storageClassName: args.storageClass,
+                resources: { requests: { storage: args.storageSize } },
+            },
+        }, {
+            ...child,
+            dependsOn: args.claimDependsOn,
+            protect,
+            retainOnDelete: protect || (args.volumeRetention ?? "Retain") === "Retain",
+        });
 
         const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { ...meta, name },
@@ -138,20 +215,31 @@ export class Postgres extends pulumi.ComponentResource {
                 serviceName: headless.metadata.name,
                 replicas: 1,
                 selector: { matchLabels: selector },
-                persistentVolumeClaimRetentionPolicy: {
-                    whenDeleted: args.volumeRetention ?? "Retain",
-                    whenScaled: "Retain",
-                },
                 template: {
                     metadata: {
                         labels: meta.labels,
-                        annotations: { "kubectl.kubernetes.io/default-container": "postgres" },
+                        annotations: {
+                            "kubectl.kubernetes.io/default-container": "postgres",
+                            // A new password or script restarts the pod, which syncs the password.
+                            "checksum/config": pulumi.all([appPassword.result, superuserPassword.result])
+                                .apply((passwords) => checksum(passwords, readInitFiles(), readFiles(SCRIPTS_DIR))),
+                        },
                     },
                     spec: {
                         automountServiceAccountToken: false,
                         enableServiceLinks: false,
                         terminationGracePeriodSeconds: 60,
                         securityContext: podSecurityContext(POSTGRES_UID),
+                        initContainers: [{
+                            name: "sync-passwords",
+                            image: POSTGRES_IMAGE,
+                            imagePullPolicy: "IfNotPresent",
+                            command: ["bash", `${SCRIPTS_MOUNT}/sync-passwords.sh`],
+                            env,
+                            resources: resourceRequirements(args.resources),
+                            securityContext: containerSecurityContext(),
+                            volumeMounts: [dataMount, runMount, tmpMount, scriptsMount],
+                        }],
                         containers: [{
                             name: "postgres",
                             image: POSTGRES_IMAGE,
@@ -159,16 +247,7 @@ export class Postgres extends pulumi.ComponentResource {
                             command: ["docker-entrypoint.sh"],
                             args: ["postgres", "-c", `max_connections=${args.maxConnections}`],
                             ports: [{ name: "postgres", containerPort: POSTGRES_PORT, protocol: "TCP" }],
-                            env: [
-                                // A subdirectory: initdb refuses a volume root that holds lost+found.
-                                { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
-                                { name: "POSTGRES_USER", value: "postgres" },
-                                secretEnv("POSTGRES_PASSWORD", SECRET_KEYS.superuserPassword),
-                                secretEnv("MLFLOW_DB_USER", SECRET_KEYS.username),
-                                secretEnv("MLFLOW_DB_PASSWORD", SECRET_KEYS.password),
-                                { name: "MLFLOW_TRACKING_DB", value: TRACKING_DATABASE },
-                                { name: "MLFLOW_AUTH_DB", value: AUTH_DATABASE },
-                            ],
+                            env,
                             resources: resourceRequirements(args.resources),
                             securityContext: containerSecurityContext(),
                             // Until the first start finishes initialising, the server listens on its
@@ -194,29 +273,21 @@ export class Postgres extends pulumi.ComponentResource {
                                 failureThreshold: 6,
                             },
                             volumeMounts: [
-                                { name: "data", mountPath: DATA_MOUNT },
-                                { name: "run", mountPath: "/var/run/postgresql" },
-                                { name: "tmp", mountPath: "/tmp" },
+                                dataMount, runMount, tmpMount,
                                 { name: "init", mountPath: "/docker-entrypoint-initdb.d", readOnly: true },
                             ],
                         }],
                         volumes: [
+                            { name: "data", persistentVolumeClaim: { claimName: claim.metadata.name } },
                             emptyDir("run", "16Mi"),
                             emptyDir("tmp", "256Mi"),
                             { name: "init", configMap: { name: initFiles.metadata.name, defaultMode: 0o444 } },
+                            { name: "scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } },
                         ],
                     },
                 },
-                volumeClaimTemplates: [{
-                    metadata: { name: "data", labels: meta.labels },
-                    spec: {
-                        accessModes: ["ReadWriteOnce"],
-                        storageClassName: args.storageClass,
-                        resources: { requests: { storage: args.storageSize } },
-                    },
-                }],
             },
-        }, { ...child, protect: args.protect ?? false, retainOnDelete: args.protect ?? false });
+        }, child);
 
         // Derived from the StatefulSet too, so whoever connects to this host (the migration Job)
         // waits until the database is ready, without having to know about the StatefulSet.
@@ -224,6 +295,11 @@ export class Postgres extends pulumi.ComponentResource {
             .apply(([svc, ns]) => `${svc}.${ns}.svc.cluster.local`);
         this.secretName = secret.metadata.name;
         this.statefulSetName = statefulSet.metadata.name;
+        this.claimName = claim.metadata.name;
+        this.connection = {
+            host: this.host, port: POSTGRES_PORT, trackingDatabase: TRACKING_DATABASE, authDatabase: AUTH_DATABASE,
+            secretName: this.secretName, usernameKey: SECRET_KEYS.username, passwordKey: SECRET_KEYS.password,
+        };
 
         this.registerOutputs({
             host: this.host,
@@ -237,9 +313,14 @@ export class Postgres extends pulumi.ComponentResource {
 
 /** The shipped init files, keyed by file name (the ConfigMap's data). */
 export function readInitFiles(): Record<string, string> {
+    return readFiles(INIT_DIR);
+}
+
+/** Every file of a directory the components ship, keyed by file name (a ConfigMap's data). */
+export function readFiles(dir: string): Record<string, string> {
     const files: Record<string, string> = {};
-    for (const f of fs.readdirSync(INIT_DIR).sort()) {
-        files[f] = fs.readFileSync(path.join(INIT_DIR, f), "utf8");
+    for (const f of fs.readdirSync(dir).sort()) {
+        files[f] = fs.readFileSync(path.join(dir, f), "utf8");
     }
     return files;
 }

@@ -2,11 +2,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { DefaultPermission, Resources } from "./config";
-import { checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, selectorLabels } from "./kube";
+import { checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
     AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
     allowedHosts, authConfigIni, authMigrationArgs, databaseUri, serverArgs, trackingMigrationArgs,
 } from "./mlflowSettings";
+import { DatabaseConnection, libpqEnv } from "./postgres";
+import { S3Access, s3CredentialsSecret, s3Env } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
 /**
@@ -15,12 +17,6 @@ import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
  */
 const IMAGE_PULL_TIMEOUT = "20m";
 
-/** Keys of the Secret holding the IAM user's access key. */
-export const S3_SECRET_KEYS = Object.freeze({
-    accessKeyId: "AWS_ACCESS_KEY_ID",
-    secretAccessKey: "AWS_SECRET_ACCESS_KEY",
-    region: "AWS_DEFAULT_REGION",
-});
 /** Keys of the Secret holding the server's own secrets. */
 export const SERVER_SECRET_KEYS = Object.freeze({
     adminPassword: "admin-password",
@@ -34,25 +30,19 @@ export interface MlflowTrackingServerArgs {
     /** `s3://bucket/prefix` the server proxies artifacts to. */
     readonly artifactsDestination: pulumi.Input<string>;
     /** The IAM user's credentials and the bucket's region; they go into a Secret as they are. */
-    readonly s3: {
-        readonly accessKeyId: pulumi.Input<string>;
-        readonly secretAccessKey: pulumi.Input<string>;
-        readonly region: string;
-        /**
-         * S3 endpoint for emulators.
-         * @default undefined: AWS's own endpoint for the region
-         */
-        readonly endpoint?: string;
-    };
+    readonly s3: S3Access;
     /** Where PostgreSQL is and which Secret holds its credentials. */
-    readonly database: {
-        readonly host: pulumi.Input<string>;
-        readonly port: number;
-        readonly trackingDatabase: string;
-        readonly authDatabase: string;
-        readonly secretName: pulumi.Input<string>;
-        readonly usernameKey: string;
-        readonly passwordKey: string;
+    readonly database: DatabaseConnection;
+    /** The database password, hashed into the pods' checksum so they roll when it changes. */
+    readonly databasePassword: pulumi.Input<string>;
+    /**
+     * A backup taken by the migration Job before it changes the schema, so an upgrade can be
+     * rolled back: init containers run first, with the volumes they mount.
+     * @default undefined: no backup before migrations
+     */
+    readonly preMigrationBackup?: {
+        readonly initContainers: k8s.types.input.core.v1.Container[];
+        readonly volumes: k8s.types.input.core.v1.Volume[];
     };
     /** Pods when not autoscaling; the minimum when autoscaling. */
     readonly replicas: number;
@@ -114,15 +104,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         this.migrationPodSelector = selectorLabels(name, "db-migration");
 
         // --- Secrets -------------------------------------------------------------------------
-        const s3Secret = new k8s.core.v1.Secret(`${name}-s3-credentials`, {
-            metadata: meta,
-            type: "Opaque",
-            stringData: {
-                [S3_SECRET_KEYS.accessKeyId]: args.s3.accessKeyId,
-                [S3_SECRET_KEYS.secretAccessKey]: args.s3.secretAccessKey,
-                [S3_SECRET_KEYS.region]: args.s3.region,
-            },
-        }, child);
+        const s3Secret = s3CredentialsSecret(`${name}-s3-credentials`, meta, args.s3, child);
 
         const adminPassword = new random.RandomPassword(`${name}-admin-password`, {
             length: 24, special: true, overrideSpecial: "-_.~!@#%^*+=", minLower: 2, minUpper: 2, minNumeric: 2, minSpecial: 1,
@@ -152,22 +134,15 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             data: { [AUTH_CONFIG_FILE]: authIni },
         }, child);
 
-        const secretEnv = (envName: string, secret: pulumi.Input<string>, key: string): k8s.types.input.core.v1.EnvVar =>
-            ({ name: envName, valueFrom: { secretKeyRef: { name: secret, key } } });
         const databaseEnv: k8s.types.input.core.v1.EnvVar[] = [
-            // libpq reads these, so the password never appears in a URI or on a command line.
-            secretEnv("PGUSER", args.database.secretName, args.database.usernameKey),
-            secretEnv("PGPASSWORD", args.database.secretName, args.database.passwordKey),
-            { name: "PGCONNECT_TIMEOUT", value: "10" },
+            // The URIs name host and port; libpq reads the login from these variables.
+            ...libpqEnv(args.database, { host: false }),
             { name: "HOME", value: "/tmp" },
             { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
         ];
         const serverEnv: k8s.types.input.core.v1.EnvVar[] = [
             ...databaseEnv,
-            secretEnv("AWS_ACCESS_KEY_ID", s3Secret.metadata.name, S3_SECRET_KEYS.accessKeyId),
-            secretEnv("AWS_SECRET_ACCESS_KEY", s3Secret.metadata.name, S3_SECRET_KEYS.secretAccessKey),
-            secretEnv("AWS_DEFAULT_REGION", s3Secret.metadata.name, S3_SECRET_KEYS.region),
-            ...(args.s3.endpoint ? [{ name: "MLFLOW_S3_ENDPOINT_URL", value: args.s3.endpoint }] : []),
+            ...s3Env(s3Secret.metadata.name, { variable: "MLFLOW_S3_ENDPOINT_URL", url: args.s3.endpoint }),
             { name: "MLFLOW_AUTH_CONFIG_PATH", value: `${AUTH_CONFIG_DIR}/${AUTH_CONFIG_FILE}` },
             { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
             secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
@@ -211,7 +186,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     spec: {
                         ...podSpecBase,
                         restartPolicy: "OnFailure",
-                        initContainers: [{
+                        initContainers: [...(args.preMigrationBackup?.initContainers ?? []), {
                             ...container,
                             name: "migrate-tracking",
                             command: ["mlflow"],
@@ -227,7 +202,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             env: databaseEnv,
                             volumeMounts: [tmpMount],
                         }],
-                        volumes: [tmpVolume],
+                        volumes: [tmpVolume, ...(args.preMigrationBackup?.volumes ?? [])],
                     },
                 },
             },
@@ -240,9 +215,13 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             workers: args.workers,
             allowedHosts: allowedHosts(ns, args.ingress?.host),
         }));
-        // Pods roll when anything they read changes, Secrets included (hashed, never exposed).
+        // Pods roll when anything they read changes, Secrets included (hashed, never exposed). The
+        // values are the ones the program puts into the Secrets, not the Secrets' outputs: the
+        // provider's outputs are the live objects, which have `data` and never `stringData`, so a
+        // preview would see the hash as unknown and propose a rollout on every run.
         const configChecksum = pulumi.all([
-            s3Secret.stringData, serverSecret.stringData, authConfig.data, args_, args.database.secretName,
+            args.s3.accessKeyId, args.s3.secretAccessKey, args.s3.region, this.adminPassword, flaskSecretKey.result, authIni, args_,
+            args.database.secretName, args.databasePassword, s3Secret.metadata.name, serverSecret.metadata.name,
         ]).apply((values) => checksum(...values));
 
         const httpGetHealth = { path: "/health", port: "http" };

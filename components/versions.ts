@@ -15,6 +15,12 @@ export const MLFLOW_IMAGE = `ghcr.io/mlflow/mlflow:v${MLFLOW_VERSION}-full`;
 /** PostgreSQL major.minor of the metadata store. */
 export const POSTGRES_VERSION = "17.6";
 
+/**
+ * The major version, which a data directory is tied to: a new major needs a dump and restore
+ * (the data guard refuses it otherwise).
+ */
+export const POSTGRES_MAJOR = POSTGRES_VERSION.split(".")[0]!;
+
 /** Official Docker Library image (Debian based, runs as uid 999). */
 export const POSTGRES_IMAGE = `docker.io/library/postgres:${POSTGRES_VERSION}-bookworm`;
 

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { ProgramRun, VARIANT, stackRun, variantRun } from "./harness";
+import { ProgramRun, VARIANT, runProgram, stackRun, variantRun } from "./harness";
 
 const S3 = "aws:s3/";
 const byBucket = (run: ProgramRun, type: string) => {
@@ -82,21 +82,63 @@ describe("ArtifactStore", () => {
     });
 
     describe("IAM", () => {
-        it("gives the user a customer-managed policy scoped to the bucket's artifact prefix", () => {
-            const policy = run.one("aws:iam/policy:Policy");
-            const doc = JSON.parse(policy.inputs.policy);
-            const arn = run.one("aws:s3/bucket:Bucket").state.arn;
-            expect(doc.Statement.find((s: any) => s.Sid === "ReadWriteArtifacts").Resource).to.deep.equal([`${arn}/mlflow/*`]);
-            const attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment");
-            expect(attachment.inputs.user).to.equal(run.one("aws:iam/user:User").state.name);
-            expect(attachment.inputs.policyArn).to.equal(policy.state.arn);
+        /** The identities: the server's on the artifact prefix, the backups' on the backup prefix. */
+        const identities = [
+            { label: "the server's", name: "mlflow-artifacts", prefix: "mlflow", sid: "ReadWriteArtifacts",
+                actions: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"] },
+            { label: "the backups'", name: "mlflow-artifacts-backup", prefix: "backups", sid: "WriteAndReadBackups",
+                actions: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"] },
+        ];
+        const named = (type: string, name: string) => run.one(type, new RegExp(`^${name}$`));
+
+        it("creates exactly two users, each with one key", () => {
+            expect(run.ofType("aws:iam/user:User").map((u) => u.name).sort()).to.deep.equal(["mlflow-artifacts-backup-user", "mlflow-artifacts-user"]);
+            expect(run.ofType("aws:iam/accessKey:AccessKey")).to.have.length(2);
             expect(run.ofType("aws:iam/userPolicy:UserPolicy"), "no inline policies").to.have.length(0);
         });
 
-        it("creates one access key for that user", () => {
-            const key = run.one("aws:iam/accessKey:AccessKey");
-            expect(key.inputs.user).to.equal(run.one("aws:iam/user:User").state.name);
-            expect(key.inputs.pgpKey, "the secret is kept in state, encrypted as a Pulumi secret").to.equal(undefined);
+        for (const id of identities) {
+            it(`gives ${id.label} user a customer-managed policy scoped to its own prefix (${id.prefix}/)`, () => {
+                const policy = named("aws:iam/policy:Policy", `${id.name}-policy`);
+                const doc = JSON.parse(policy.inputs.policy);
+                const arn = run.one("aws:s3/bucket:Bucket").state.arn;
+                const objects = doc.Statement.find((s: any) => s.Sid === id.sid);
+                expect(objects.Resource).to.deep.equal([`${arn}/${id.prefix}/*`]);
+                expect(objects.Action).to.have.members(id.actions);
+                const list = doc.Statement.find((s: any) => s.Action.includes("s3:ListBucket"));
+                expect(list.Condition).to.deep.equal({ StringLike: { "s3:prefix": [id.prefix, `${id.prefix}/*`] } });
+                const attachment = named("aws:iam/userPolicyAttachment:UserPolicyAttachment", `${id.name}-policy-attachment`);
+                expect(attachment.inputs.user).to.equal(named("aws:iam/user:User", `${id.name}-user`).state.name);
+                expect(attachment.inputs.policyArn).to.equal(policy.state.arn);
+            });
+
+            it(`creates one access key for ${id.label} user, kept in state as a secret`, () => {
+                const key = named("aws:iam/accessKey:AccessKey", `${id.name}-access-key`);
+                expect(key.inputs.user).to.equal(named("aws:iam/user:User", `${id.name}-user`).state.name);
+                expect(key.inputs.pgpKey, "the secret is kept in state, encrypted as a Pulumi secret").to.equal(undefined);
+            });
+        }
+
+        it("never lets the backup identity delete anything", () => {
+            const doc = JSON.parse(named("aws:iam/policy:Policy", "mlflow-artifacts-backup-policy").inputs.policy);
+            const actions = doc.Statement.flatMap((s: any) => s.Action);
+            expect(actions.filter((a: string) => /Delete/.test(a))).to.deep.equal([]);
+        });
+    });
+
+    describe("backups", () => {
+        it("expire after the configured days, under the backup prefix only", async () => {
+            const rules = run.one(`${S3}bucketLifecycleConfiguration:BucketLifecycleConfiguration`).inputs.rules as any[];
+            const expiry = rules.find((r) => r.id === "expire-database-backups");
+            expect(expiry).to.deep.include({ status: "Enabled", filter: { prefix: "backups/" }, expiration: { days: 30 } });
+            const custom = await runProgram("minikube", { backupRetentionDays: 90, backupPrefix: "db/backups" });
+            const other = (custom.one(`${S3}bucketLifecycleConfiguration:BucketLifecycleConfiguration`).inputs.rules as any[])
+                .find((r) => r.id === "expire-database-backups");
+            expect(other).to.deep.include({ filter: { prefix: "db/backups/" }, expiration: { days: 90 } });
+        });
+
+        it("are exported as an s3:// URI beside the artifacts", () => {
+            expect(run.outputs.backupUri).to.equal(`s3://${run.outputs.bucketName}/backups`);
         });
     });
 
@@ -107,11 +149,12 @@ describe("ArtifactStore", () => {
             expect(run.outputs.artifactUri).to.equal(`s3://${bucket}/mlflow`);
         });
 
-        it("never exports the access key as a stack output", () => {
-            const key = run.one("aws:iam/accessKey:AccessKey");
+        it("never exports an access key as a stack output", () => {
             const plain = Object.entries(run.outputs).filter(([k]) => !run.secretOutputs.includes(k));
-            for (const [k, v] of plain) {
-                expect(String(JSON.stringify(v)), k).to.not.include(key.state.secret).and.not.include(key.state.id ?? "\0");
+            for (const key of run.ofType("aws:iam/accessKey:AccessKey")) {
+                for (const [k, v] of plain) {
+                    expect(String(JSON.stringify(v)), k).to.not.include(key.state.secret).and.not.include(key.id);
+                }
             }
         });
     });

@@ -29,7 +29,7 @@ describe("AWS controls", () => {
             it("allows no wildcard action or resource in any policy document", async () => {
                 const { run } = await renderedRun(label);
                 const documents = run.resources.filter((r) => POLICY_DOCUMENT_TYPES.includes(r.type));
-                expect(documents.map((d) => d.type).sort()).to.deep.equal(["aws:iam/policy:Policy", "aws:s3/bucketPolicy:BucketPolicy"]);
+                expect(documents.map((d) => d.type).sort()).to.deep.equal(["aws:iam/policy:Policy", "aws:iam/policy:Policy", "aws:s3/bucketPolicy:BucketPolicy"]);
                 for (const d of documents) {
                     const findings = iamPolicyFindings(JSON.parse(d.inputs.policy));
                     expect(findings, `${d.name}: ${describeFindings(findings)}`).to.deep.equal([]);

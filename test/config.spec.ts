@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, parseConfig, parseQuantity } from "../components/config";
+import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, cronProblems, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
 import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
 
 /** A reader over a stack's real configuration with some keys replaced (undefined removes one). */
@@ -140,6 +140,17 @@ describe("config", () => {
             ["an ingress host that is not a DNS name", { ingressHost: "mlflow_ui" }, "ingressHost", /DNS name/],
             ["an ingress TLS secret without a host", { ingressTlsSecretName: "mlflow-tls" }, "ingressHost", /required when/],
             ["a storage class that is not a name", { postgresStorageClass: "Fast SSD" }, "postgresStorageClass", /StorageClass name/],
+            ["a backup schedule with four fields", { backupSchedule: "30 2 * *" }, "backupSchedule", /five fields/],
+            ["a backup schedule at hour 24", { backupSchedule: "0 24 * * *" }, "backupSchedule", /cron schedule/],
+            ["a backup schedule with a reversed range", { backupSchedule: "0 5-2 * * *" }, "backupSchedule", /cron schedule/],
+            ["a backup schedule with a zero step", { backupSchedule: "*/0 * * * *" }, "backupSchedule", /cron schedule/],
+            ["a backup schedule with an unknown month", { backupSchedule: "0 2 1 foo *" }, "backupSchedule", /cron schedule/],
+            ["an unknown cron macro", { backupSchedule: "@sometimes" }, "backupSchedule", /@daily/],
+            ["a backup retention of zero days", { backupRetentionDays: "0" }, "backupRetentionDays", /integer from 1 to 3650/],
+            ["a backup prefix with a trailing slash", { backupPrefix: "backups/" }, "backupPrefix", /no leading or trailing/],
+            ["a backup prefix equal to the artifact prefix", { backupPrefix: "mlflow" }, "backupPrefix", /must not be mlflow-k8s:artifactPrefix/],
+            ["a backup prefix inside the artifact prefix", { backupPrefix: "mlflow/backups" }, "backupPrefix", /server's identity may never reach the backups/],
+            ["an artifact prefix inside the backup prefix", { artifactPrefix: "backups/mlflow" }, "backupPrefix", /inside it or around it/],
         ];
         for (const [what, overrides, key, allowed] of cases) {
             it(`rejects ${what}`, () => expectRejected(overrides, key, allowed));
@@ -181,6 +192,19 @@ describe("config", () => {
             expect(c.aws.endpoint).to.equal("http://127.0.0.1:5000");
             expect(c.mlflow.ingress).to.deep.equal({ host: "mlflow.example.com", className: "nginx", tlsSecretName: undefined });
             expect(c.artifacts.artifactPrefix).to.equal("teams/data-science");
+        });
+
+        it("accepts the cron schedules Kubernetes accepts", () => {
+            for (const schedule of ["30 2 * * *", "@daily", "@hourly", "0 */6 * * *", "15 1,13 * * mon-fri", "0 3 1 jan,jul *", "0 0 * * 7", "5 4 * * SUN"]) {
+                expect(cronProblems(schedule), schedule).to.deep.equal([]);
+                expect(parse({ backupSchedule: schedule }).backup.schedule).to.equal(schedule);
+            }
+        });
+
+        it("accepts a backup prefix beside the artifact prefix, even one that starts the same", () => {
+            expect(parse({ backupPrefix: "mlflow-backups" }).backup.prefix).to.equal("mlflow-backups");
+            expect(prefixesOverlap("mlflow", "mlflow-backups")).to.equal(false);
+            expect(prefixesOverlap("a/b", "a")).to.equal(true);
         });
 
         it("treats an empty optional value as unset", () => {

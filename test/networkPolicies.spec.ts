@@ -6,8 +6,8 @@ import { podTemplates } from "../policy/checks/podSecurity";
 import { connectionAllowed, Endpoint, PodEndpoint } from "./support/networkSim";
 import { RenderedRun, renderedRun, RUN_LABELS } from "./support/runs";
 
-const podsOf = (objects: readonly any[], kind: string): PodEndpoint => {
-    const obj = objects.find((o) => o.kind === kind);
+const podsOf = (objects: readonly any[], kind: string, name?: RegExp): PodEndpoint => {
+    const obj = objects.find((o) => o.kind === kind && (name === undefined || name.test(o.metadata.name)));
     return { namespace: obj.metadata.namespace, labels: podTemplates(obj)[0]!.labels };
 };
 
@@ -16,7 +16,7 @@ describe("NetworkPolicies", () => {
         describe(`${label} run`, () => {
             let r: RenderedRun;
             let policies: any[];
-            let server: PodEndpoint, migration: PodEndpoint, postgres: PodEndpoint;
+            let server: PodEndpoint, migration: PodEndpoint, postgres: PodEndpoint, backup: PodEndpoint, restore: PodEndpoint;
             let stranger: PodEndpoint, otherNamespace: PodEndpoint, dns: PodEndpoint;
             const internet: Endpoint = { ip: "52.216.8.1" };
             before(async () => {
@@ -25,13 +25,15 @@ describe("NetworkPolicies", () => {
                 server = podsOf(r.objects, "Deployment");
                 migration = podsOf(r.objects, "Job");
                 postgres = podsOf(r.objects, "StatefulSet");
+                backup = podsOf(r.objects, "CronJob", /backup$/);
+                restore = podsOf(r.objects, "CronJob", /restore$/);
                 stranger = { namespace: server.namespace, labels: { "app.kubernetes.io/name": "debug-shell" } };
                 otherNamespace = { namespace: "data-science", labels: { app: "notebook" } };
                 dns = { namespace: DNS_NAMESPACE, labels: { "k8s-app": "kube-dns" } };
             });
 
-            it("creates four policies in the stack's namespace, children of one component using the stack's provider", () => {
-                expect(policies).to.have.length(4);
+            it("creates six policies in the stack's namespace, children of one component using the stack's provider", () => {
+                expect(policies).to.have.length(6);
                 const recorded = r.run.ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy");
                 const component = r.run.one("mlflow-k8s:kubernetes:NetworkPolicies");
                 for (const np of recorded) {
@@ -52,15 +54,16 @@ describe("NetworkPolicies", () => {
             });
 
             it("gives each workload exactly one policy of its own besides the default deny", () => {
-                for (const pod of [server, migration, postgres]) {
+                for (const pod of [server, migration, postgres, backup, restore]) {
                     const own = policies.filter((p) => Object.keys(p.spec.podSelector).length > 0 && selects(p.spec.podSelector, pod.labels));
                     expect(own, JSON.stringify(pod.labels)).to.have.length(1);
                 }
             });
 
-            it("lets only the tracking server and the migration Job reach PostgreSQL, on 5432 only", () => {
-                expect(connectionAllowed(r.objects, server, postgres, 5432)).to.equal(true);
-                expect(connectionAllowed(r.objects, migration, postgres, 5432)).to.equal(true);
+            it("lets only the tracking server, the migration Job, backups and restores reach PostgreSQL, on 5432 only", () => {
+                for (const client of [server, migration, backup, restore]) {
+                    expect(connectionAllowed(r.objects, client, postgres, 5432), JSON.stringify(client.labels)).to.equal(true);
+                }
                 expect(connectionAllowed(r.objects, server, postgres, 5433)).to.equal(false);
                 expect(connectionAllowed(r.objects, stranger, postgres, 5432)).to.equal(false);
                 expect(connectionAllowed(r.objects, otherNamespace, postgres, 5432)).to.equal(false);
@@ -92,11 +95,16 @@ describe("NetworkPolicies", () => {
                 expect(connectionAllowed(r.objects, server, otherNamespace, 443)).to.equal(false);
             });
 
-            it("limits the migration Job's egress to DNS and PostgreSQL", () => {
-                expect(connectionAllowed(r.objects, migration, dns, 53, "UDP")).to.equal(true);
-                expect(connectionAllowed(r.objects, migration, postgres, 5432)).to.equal(true);
-                expect(connectionAllowed(r.objects, migration, internet, 443)).to.equal(false);
-                expect(connectionAllowed(r.objects, migration, server, 5000)).to.equal(false);
+            it("limits the egress of the migration Job, backups and restores to DNS, PostgreSQL and HTTPS (S3), and admits nothing", () => {
+                for (const job of [migration, backup, restore]) {
+                    const what = JSON.stringify(job.labels);
+                    expect(connectionAllowed(r.objects, job, dns, 53, "UDP"), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, postgres, 5432), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, internet, 443), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, internet, 80), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, job, server, 5000), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, otherNamespace, job, 8080), what).to.equal(false);
+                }
             });
 
             it("passes the isolation rules", () => {

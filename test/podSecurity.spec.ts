@@ -8,12 +8,14 @@ import { renderedRun, RUN_LABELS } from "./support/runs";
 describe("Pod Security Standards restricted and hardening", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("checks every pod template: the server, PostgreSQL and the migration Job with its init container", async () => {
+            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, backups and restores", async () => {
                 const { objects } = await renderedRun(label);
                 const templates = objects.flatMap((o) => podTemplates(o).map((t) => ({ ...t, name: o.metadata.name })));
-                expect(templates.map((t) => t.kind).sort()).to.deep.equal(["Deployment", "Job", "StatefulSet"]);
+                expect(templates.map((t) => t.kind).sort()).to.deep.equal(["CronJob", "CronJob", "Deployment", "Job", "StatefulSet"]);
                 const job = templates.find((t) => t.kind === "Job")!;
-                expect(job.spec.initContainers).to.have.length(1);
+                expect(job.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["backup-dump", "backup-upload", "migrate-tracking"]);
+                const postgres = templates.find((t) => t.kind === "StatefulSet")!;
+                expect(postgres.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["sync-passwords"]);
             });
 
             it("passes restricted on every pod template, init containers included", async () => {

@@ -1,9 +1,10 @@
 import { expect } from "chai";
 import { APP_ROLE, AUTH_DATABASE, POSTGRES_PORT, SECRET_KEYS, TRACKING_DATABASE, readInitFiles } from "../components/postgres";
-import { POSTGRES_IMAGE, POSTGRES_UID } from "../components/versions";
-import { ProgramRun, stackRun, variantRun } from "./harness";
+import { POSTGRES_IMAGE, POSTGRES_UID, POSTGRES_VERSION } from "../components/versions";
+import { ProgramRun, runProgram, stackRun, variantRun } from "./harness";
 
 const STS = "kubernetes:apps/v1:StatefulSet";
+const PVC = "kubernetes:core/v1:PersistentVolumeClaim";
 
 describe("Postgres", () => {
     let run: ProgramRun;
@@ -81,23 +82,54 @@ describe("Postgres", () => {
             expect(container.args).to.include("max_connections=100");
         });
 
-        it("keeps data on a claim template sized from config, in a subdirectory", async () => {
-            const claim = sts.spec.volumeClaimTemplates[0];
-            expect(claim.spec.resources.requests.storage).to.equal("2Gi");
-            expect(claim.spec.storageClassName).to.equal(undefined);
+        it("keeps data on a standalone claim sized from config, mounted with PGDATA in a subdirectory", async () => {
+            expect(sts.spec.volumeClaimTemplates, "a claim template would make every size change a replacement").to.equal(undefined);
+            const claim = run.one(PVC);
+            expect(claim.inputs.spec.resources.requests.storage).to.equal("2Gi");
+            expect(claim.inputs.spec.storageClassName).to.equal(undefined);
+            expect(claim.inputs.spec.accessModes).to.deep.equal(["ReadWriteOnce"]);
+            const volume = pod.volumes.find((v: any) => v.persistentVolumeClaim !== undefined);
+            expect(volume.persistentVolumeClaim.claimName).to.equal(claim.state.metadata.name);
             const pgdata = container.env.find((e: any) => e.name === "PGDATA").value;
-            const mount = container.volumeMounts.find((m: any) => m.name === claim.metadata.name);
+            const mount = container.volumeMounts.find((m: any) => m.name === volume.name);
             expect(pgdata.startsWith(`${mount.mountPath}/`), "PGDATA below the mount").to.equal(true);
             const custom = await variantRun();
-            const customClaim = custom.one(STS).inputs.spec.volumeClaimTemplates[0];
+            const customClaim = custom.one(PVC).inputs;
             expect(customClaim.spec).to.deep.include({ storageClassName: "fast-ssd" });
             expect(customClaim.spec.resources.requests.storage).to.equal("5Gi");
         });
 
-        it("deletes or retains the claim with the StatefulSet as configured", async () => {
-            expect(sts.spec.persistentVolumeClaimRetentionPolicy).to.deep.equal({ whenDeleted: "Delete", whenScaled: "Retain" });
-            const kept = await variantRun();
-            expect(kept.one(STS).inputs.spec.persistentVolumeClaimRetentionPolicy.whenDeleted).to.equal("Retain");
+        it("names the claim as a claim template would have, and labels it with nothing version-dependent", () => {
+            const claim = run.one(PVC).inputs;
+            expect(claim.metadata.name).to.equal(`data-${sts.metadata.name}-0`);
+            expect(Object.keys(claim.metadata.labels)).to.not.include("app.kubernetes.io/version");
+            expect(JSON.stringify(claim)).to.not.include(POSTGRES_VERSION);
+        });
+
+        it("keeps the claim on destroy unless the stack says Delete; protects it with protectData", async () => {
+            const disposable = run.one(PVC);
+            expect([disposable.protect, disposable.retainOnDelete], "minikube: Delete").to.deep.equal([false, false]);
+            const kept = (await variantRun()).one(PVC);
+            expect([kept.protect, kept.retainOnDelete]).to.deep.equal([true, true]);
+            const retained = (await runProgram("minikube", { postgresVolumeRetention: "Retain" })).one(PVC);
+            expect([retained.protect, retained.retainOnDelete]).to.deep.equal([false, true]);
+        });
+
+        it("waits for the data guard before the claim is touched", () => {
+            const guard = run.one("pulumi-nodejs:dynamic:DataGuard");
+            expect(run.one(PVC).dependencies).to.include(guard.urn);
+        });
+
+        it("syncs the passwords from the Secret into the data directory before every start", () => {
+            const sync = pod.initContainers[0];
+            expect(sync.name).to.equal("sync-passwords");
+            expect(sync.image).to.equal(POSTGRES_IMAGE);
+            expect(sync.env).to.deep.equal(container.env);
+            expect(sync.volumeMounts.map((m: any) => m.name)).to.include("data");
+            const scripts = run.one("kubernetes:core/v1:ConfigMap", /postgres-scripts/);
+            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["sync-passwords.sh"]);
+            expect(sync.command.join(" ")).to.include("sync-passwords.sh");
+            expect(sts.spec.template.metadata.annotations["checksum/config"]).to.match(/^[0-9a-f]{64}$/);
         });
 
         it("checks readiness, liveness and startup with pg_isready, liveness differently from readiness", () => {
@@ -122,6 +154,7 @@ describe("Postgres", () => {
             expect(container.securityContext.capabilities).to.deep.equal({ drop: ["ALL"] });
             const emptyDirs = pod.volumes.filter((v: any) => v.emptyDir).map((v: any) => v.name);
             const paths = container.volumeMounts.filter((m: any) => emptyDirs.includes(m.name)).map((m: any) => m.mountPath);
+            expect(pod.initContainers[0].securityContext).to.deep.equal(container.securityContext);
             expect(paths).to.have.members(["/var/run/postgresql", "/tmp"]);
         });
     });

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "../components/artifactStore";
 import { POD_SECURITY_LABELS } from "../components/kube";
-import { ProgramRun, STACKS, stackRun, variantRun } from "./harness";
+import { ProgramRun, STACKS, runProgram, stackRun, variantRun } from "./harness";
 
 const isProvider = (type: string) => type.startsWith("pulumi:providers:");
 const isComponent = (type: string) => type.startsWith("mlflow-k8s:");
@@ -37,8 +37,9 @@ describe("the whole program", () => {
                 expect(custom.filter((c) => c.type.startsWith("kubernetes:")).length).to.be.greaterThan(10);
             });
 
-            it("puts every resource but the providers and the namespace inside a component", () => {
-                const loose = run.resources.filter((r) => !isProvider(r.type) && !isComponent(r.type) && r.type !== "kubernetes:core/v1:Namespace"
+            it("puts every resource but the providers, the data guard and the namespace inside a component", () => {
+                const topLevel = ["kubernetes:core/v1:Namespace", "pulumi-nodejs:dynamic:DataGuard"];
+                const loose = run.resources.filter((r) => !isProvider(r.type) && !isComponent(r.type) && !topLevel.includes(r.type)
                     && !isComponent(run.byUrn(r.parent).type));
                 expect(loose.map((r) => r.name)).to.deep.equal([]);
             });
@@ -105,19 +106,35 @@ describe("the whole program", () => {
         expect(env).to.deep.include({ name: "MLFLOW_S3_ENDPOINT_URL", value: "http://127.0.0.1:5000" });
     });
 
-    it("protects the bucket and the database only when protectData is set", async () => {
+    it("protects everything that holds data only when protectData is set: namespace, volume claim, bucket (artifacts and backups)", async () => {
         const prod = await variantRun();
         const guarded = prod.resources.filter((r) => r.protect).map((r) => r.type).sort();
-        expect(guarded).to.deep.equal(["aws:s3/bucket:Bucket", "kubernetes:apps/v1:StatefulSet"]);
+        expect(guarded).to.deep.equal(["aws:s3/bucket:Bucket", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim"]);
         expect(prod.resources.filter((r) => r.retainOnDelete).map((r) => r.type).sort()).to.deep.equal(guarded);
         const normal = await stackRun("minikube");
         expect(normal.resources.filter((r) => r.protect || r.retainOnDelete)).to.have.length(0);
     });
 
+    it("keeps the volume claim and its namespace on destroy with postgresVolumeRetention Retain, without protecting them", async () => {
+        const retained = await runProgram("minikube", { postgresVolumeRetention: "Retain" });
+        expect(retained.resources.filter((r) => r.retainOnDelete).map((r) => r.type).sort())
+            .to.deep.equal(["kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim"]);
+        expect(retained.resources.filter((r) => r.protect)).to.have.length(0);
+    });
+
+    it("makes the bucket, the namespace (so every Kubernetes object) and the volume claim wait for the data guard", async () => {
+        const run = await stackRun("dev");
+        const guard = run.one("pulumi-nodejs:dynamic:DataGuard");
+        for (const type of ["aws:s3/bucket:Bucket", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim"]) {
+            expect(run.one(type).dependencies, type).to.include(guard.urn);
+        }
+        expect(guard.inputs).to.deep.include({ namespace: "mlflow", postgresStorageSize: "20Gi", postgresMajor: "17", bucketPrefix: "mlflow-dev-" });
+    });
+
     it("keeps the access key secret in the ArtifactStore's own outputs", async () => {
         await stackRun("minikube"); // mocks in place
         const store = new ArtifactStore("secretness-probe", {
-            bucketPrefix: "probe-", artifactPrefix: "mlflow", noncurrentVersionExpirationDays: 1,
+            bucketPrefix: "probe-", artifactPrefix: "mlflow", noncurrentVersionExpirationDays: 1, backupPrefix: "backups", backupRetentionDays: 1,
         });
         expect(await pulumi.isSecret(store.secretAccessKey)).to.equal(true);
         expect(await pulumi.isSecret(store.accessKeyId)).to.equal(true);

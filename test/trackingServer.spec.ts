@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT } from "../components/mlflowSettings";
-import { S3_SECRET_KEYS, SERVER_SECRET_KEYS } from "../components/trackingServer";
+import { S3_SECRET_KEYS } from "../components/s3Credentials";
+import { SERVER_SECRET_KEYS } from "../components/trackingServer";
 import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
 import { ProgramRun, stackRun, variantRun } from "./harness";
 
@@ -27,8 +28,8 @@ describe("MlflowTrackingServer", () => {
 
     describe("S3 credentials", () => {
         it("go straight from the access key into a Secret, as stringData, with the region", () => {
-            const key = run.one("aws:iam/accessKey:AccessKey");
-            const secret = run.one("kubernetes:core/v1:Secret", /s3-credentials/);
+            const key = run.one("aws:iam/accessKey:AccessKey", /^mlflow-artifacts-access-key$/);
+            const secret = run.one("kubernetes:core/v1:Secret", /^mlflow-s3-credentials$/);
             expect(secret.inputs.stringData).to.deep.equal({
                 [S3_SECRET_KEYS.accessKeyId]: key.id,
                 [S3_SECRET_KEYS.secretAccessKey]: key.state.secret,
@@ -36,11 +37,11 @@ describe("MlflowTrackingServer", () => {
             });
             expect(secret.inputs.data).to.equal(undefined);
             expect(secret.inputs.metadata.namespace).to.equal("mlflow");
-            expect(secret.dependencies).to.include(run.one("aws:iam/accessKey:AccessKey").urn);
+            expect(secret.dependencies).to.include(key.urn);
         });
 
         it("reach the server only through secretKeyRef", () => {
-            const name = run.one("kubernetes:core/v1:Secret", /s3-credentials/).state.metadata.name;
+            const name = run.one("kubernetes:core/v1:Secret", /^mlflow-s3-credentials$/).state.metadata.name;
             for (const [variable, key] of [["AWS_ACCESS_KEY_ID", S3_SECRET_KEYS.accessKeyId], ["AWS_SECRET_ACCESS_KEY", S3_SECRET_KEYS.secretAccessKey], ["AWS_DEFAULT_REGION", S3_SECRET_KEYS.region]]) {
                 expect(env[variable!].valueFrom.secretKeyRef, variable).to.deep.equal({ name, key });
                 expect(env[variable!].value).to.equal(undefined);
@@ -153,7 +154,7 @@ describe("MlflowTrackingServer", () => {
     describe("migration Job", () => {
         it("upgrades the tracking schema, then the auth schema, with the server's image and database settings", () => {
             const job = run.one(JOB).inputs.spec.template.spec;
-            const [tracking] = job.initContainers;
+            const tracking = job.initContainers.at(-1);
             const [auth] = job.containers;
             expect(tracking.image).to.equal(MLFLOW_IMAGE);
             expect(tracking.command).to.deep.equal(["mlflow"]);
@@ -169,6 +170,26 @@ describe("MlflowTrackingServer", () => {
             expect(job.restartPolicy).to.equal("OnFailure");
             expect(run.one(JOB).inputs.metadata.annotations, "a failed migration is retried by the next update")
                 .to.deep.equal({ "pulumi.com/replaceUnready": "true" });
+        });
+
+        it("backs up both databases first, with the backup identity, so an upgrade can be rolled back", () => {
+            const job = run.one(JOB).inputs.spec.template.spec;
+            const backup = run.one("kubernetes:batch/v1:CronJob", /^mlflow-db-backup-cronjob$/).inputs.spec.jobTemplate.spec.template.spec;
+            const [dump, upload] = job.initContainers;
+            expect([dump.name, upload.name]).to.deep.equal(["backup-dump", "backup-upload"]);
+            // The same steps as the scheduled backup, with another reason in the manifest.
+            expect(dump).to.deep.equal(backup.initContainers[0]);
+            const reason = (c: any) => c.env.find((e: any) => e.name === "BACKUP_REASON").value;
+            expect(reason(upload)).to.equal("pre-migration");
+            expect(reason(backup.containers[0])).to.equal("scheduled");
+            expect({ ...upload, env: upload.env.filter((e: any) => e.name !== "BACKUP_REASON") })
+                .to.deep.equal({ ...backup.containers[0], env: backup.containers[0].env.filter((e: any) => e.name !== "BACKUP_REASON") });
+            const volumes = new Set(job.volumes.map((v: any) => v.name));
+            for (const c of [dump, upload]) {
+                for (const m of c.volumeMounts) {
+                    expect(volumes.has(m.name), `${c.name} mounts ${m.name}`).to.equal(true);
+                }
+            }
         });
 
         it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready", () => {

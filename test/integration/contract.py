@@ -129,9 +129,12 @@ def lifecycle_rule(rule):
         }
     if "expiration" in rule:
         e = rule["expiration"]
-        if set(e) != {"expiredObjectDeleteMarker"}:
+        if set(e) == {"expiredObjectDeleteMarker"}:
+            out["Expiration"] = {"ExpiredObjectDeleteMarker": e["expiredObjectDeleteMarker"]}
+        elif set(e) == {"days"}:
+            out["Expiration"] = {"Days": e["days"]}
+        else:
             raise SystemExit(f"lifecycle rule {rule['id']}: unsupported expiration {e}")
-        out["Expiration"] = {"ExpiredObjectDeleteMarker": e["expiredObjectDeleteMarker"]}
     return out
 
 
@@ -253,7 +256,6 @@ def provision(doc):
                 tags = {**default_tags, **(i.get("tags") or {})}
                 iam.create_user(UserName=name, Path=i.get("path", "/"), Tags=tag_list(tags))
                 user_names[name] = iam.get_user(UserName=name)["User"]["Arn"]
-                report["userArn"] = user_names[name]
             elif t == "aws:iam/policy:Policy":
                 tags = {**default_tags, **(i.get("tags") or {})}
                 created = iam.create_policy(
@@ -269,14 +271,14 @@ def provision(doc):
                     from urllib.parse import unquote
 
                     document = json.loads(unquote(document))
-                report["readBack"]["iamPolicy"] = {"requested": json.loads(i["policy"]), "actual": document}
-                report["policyArn"] = {"rendered": state["arn"], "created": created["Arn"]}
+                report["readBack"][f"iamPolicy {r['name']}"] = {"requested": json.loads(i["policy"]), "actual": document}
+                report.setdefault("policyArns", []).append({"rendered": state["arn"], "created": created["Arn"]})
             elif t == "aws:iam/userPolicyAttachment:UserPolicyAttachment":
                 if i["user"] not in user_names:
                     raise SystemExit(f"attachment names unknown user {i['user']}")
                 iam.attach_user_policy(UserName=i["user"], PolicyArn=i["policyArn"])
                 attached = iam.list_attached_user_policies(UserName=i["user"])["AttachedPolicies"]
-                report["readBack"]["attachment"] = {"requested": [i["policyArn"]], "actual": [p["PolicyArn"] for p in attached]}
+                report["readBack"][f"attachment {r['name']}"] = {"requested": [i["policyArn"]], "actual": [p["PolicyArn"] for p in attached]}
             elif t == "aws:iam/accessKey:AccessKey":
                 k = iam.create_access_key(UserName=i["user"])["AccessKey"]
                 report.setdefault("accessKeys", []).append({

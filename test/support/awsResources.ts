@@ -17,10 +17,13 @@ export function artifactBucket(run: ProgramRun): BucketGroup {
     return groups[0]!;
 }
 
-/** The IAM user's identity policy and the bucket policy, as the program generates them. */
-export function policyDocuments(run: ProgramRun): { identity: PolicyDocumentLike; bucket: PolicyDocumentLike } {
+/** Logical names of the ArtifactStore's identities: the tracking server's and the backups'. */
+export const IDENTITIES = Object.freeze({ server: "mlflow-artifacts", backup: "mlflow-artifacts-backup" });
+
+/** An identity's policy and the bucket policy, as the program generates them. */
+export function policyDocuments(run: ProgramRun, identity: string = IDENTITIES.server): { identity: PolicyDocumentLike; bucket: PolicyDocumentLike } {
     return {
-        identity: parsePolicy(run.one("aws:iam/policy:Policy").inputs.policy)!,
+        identity: parsePolicy(run.one("aws:iam/policy:Policy", new RegExp(`^${identity}-policy$`)).inputs.policy)!,
         bucket: parsePolicy(run.one("aws:s3/bucketPolicy:BucketPolicy").inputs.policy)!,
     };
 }

@@ -8,7 +8,8 @@
  *   the real ones the tests created or generated, wherever a Secret holds them;
  * - addresses: a Service's cluster DNS name with its port (`mlflow-postgres.mlflow.svc.cluster.local:5432`)
  *   is replaced with the loopback address of the process standing in for it (`127.0.0.1:<port>`),
- *   in args, environment values and mounted files alike.
+ *   in args, environment values and mounted files alike; so is libpq's `PGHOST`/`PGPORT` pair,
+ *   which names the same address in two variables.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -22,7 +23,14 @@ export const TYPES = Object.freeze({
     job: "kubernetes:batch/v1:Job",
     deployment: "kubernetes:apps/v1:Deployment",
     statefulSet: "kubernetes:apps/v1:StatefulSet",
+    cronJob: "kubernetes:batch/v1:CronJob",
 });
+
+/** What an image contributes to a container run here: its environment (PATH first) and files. */
+export interface ImageRuntime {
+    readonly env: Record<string, string>;
+    readonly mounts?: readonly Mount[];
+}
 
 /** A container made ready to run as a local process. */
 export interface LocalContainer {
@@ -141,10 +149,10 @@ export class Rendered {
      * @param template the workload's `spec.template`
      * @param volumeRoot where this pod's volumes live on the host (one directory per volume)
      * @param claimRoot where the workload's persistent volume claims live (kept across pods)
-     * @param imageEnv the image's own environment (PATH and the like), which the pod's env overrides
+     * @param images what each image contributes (PATH and the like, which the pod's env overrides), by image
      */
     container(workload: RecordedResource, containerName: string, volumeRoot: string, options: {
-        claimRoot?: string; imageEnv: Record<string, string>; extraMounts?: readonly Mount[];
+        claimRoot?: string; images: Readonly<Record<string, ImageRuntime>>;
     }): LocalContainer {
         const template = workload.inputs.spec.template;
         const pod = template.spec;
@@ -157,7 +165,11 @@ export class Rendered {
             throw new Error(`${workload.name}/${containerName}: no command; the image's entrypoint cannot be reproduced`);
         }
 
-        const env: Record<string, string> = { ...options.imageEnv };
+        const image = options.images[c.image];
+        if (image === undefined) {
+            throw new Error(`${workload.name}/${containerName}: image ${c.image} is not one the tests know how to stand in for`);
+        }
+        const env: Record<string, string> = { ...image.env };
         const expand = (v: string): string => v.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name?: string) =>
             name === undefined ? "$" : (env[name] ?? m));
         for (const e of c.env ?? []) {
@@ -178,6 +190,14 @@ export class Rendered {
         }
         if (c.envFrom !== undefined) {
             throw new Error(`${containerName}: envFrom is not supported by the contract tests`);
+        }
+        if (env.PGHOST !== undefined) {
+            const local = this.mapValue(`${env.PGHOST}:${env.PGPORT ?? "5432"}`);
+            const m = /^(127\.0\.0\.1):(\d+)$/.exec(local);
+            if (m !== null) {
+                env.PGHOST = m[1]!;
+                env.PGPORT = m[2]!;
+            }
         }
 
         const mounts: Mount[] = [];
@@ -204,6 +224,10 @@ export class Rendered {
             } else if (claim !== undefined && options.claimRoot !== undefined) {
                 source = path.join(options.claimRoot, vm.name);
                 fs.mkdirSync(source, { recursive: true, mode: 0o700 });
+            } else if (volume?.persistentVolumeClaim !== undefined && options.claimRoot !== undefined) {
+                // One directory per claim name, kept across pods as the volume is.
+                source = path.join(options.claimRoot, volume.persistentVolumeClaim.claimName);
+                fs.mkdirSync(source, { recursive: true, mode: 0o700 });
             } else {
                 throw new Error(`${containerName}: volume ${vm.name} is of a kind the tests do not support`);
             }
@@ -214,7 +238,7 @@ export class Rendered {
         }
 
         // The sandbox mounts volumes over the host's paths: the image's programs must not live there.
-        for (const dir of (options.imageEnv.PATH ?? "").split(":")) {
+        for (const dir of (image.env.PATH ?? "").split(":")) {
             const hidden = mounts.find((m) => dir === m.target || dir.startsWith(`${m.target}/`));
             if (hidden !== undefined) {
                 throw new Error(`${containerName}: ${dir} would be hidden by the volume mounted at ${hidden.target}; ` +
@@ -239,7 +263,7 @@ export class Rendered {
             argv,
             env,
             sandbox: {
-                mounts: [...mounts, ...(options.extraMounts ?? [])],
+                mounts: [...mounts, ...(image.mounts ?? [])],
                 uid: securityContext.runAsUser,
                 gid: securityContext.runAsGroup ?? securityContext.runAsUser,
                 workingDir: c.workingDir ?? "/",

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as https from "https";
 import * as path from "path";
 import { freePort, runToCompletion, Service, startService, tail, waitUntil } from "./processes";
-import { LocalContainer, Rendered, TYPES } from "./rendered";
+import { ImageRuntime, LocalContainer, Rendered, TYPES } from "./rendered";
 import { BWRAP, bwrapArgs } from "./sandbox";
 
 /** Requests moto serves before it starts enforcing IAM: the three that create the deploying identity. */
@@ -143,11 +143,30 @@ exec "$@"
 `;
 
 /**
- * Starts PostgreSQL from the rendered StatefulSet's container: its env (credentials from the
- * rendered Secret), its volumes (the init SQL from the rendered ConfigMap), its uid, its args, and
- * its startup probe. The Services selecting it are mapped to the loopback port.
+ * What the official postgres image contributes: Debian's server binaries on PATH (`pgBin`) and its
+ * `/etc/passwd` and `/etc/group` entries for uid 999 (initdb needs a name for its uid).
  */
-export async function startPostgres(r: Rendered, pgBin: string, root: string, logDir: string): Promise<Postgres> {
+export function postgresImage(pgBin: string, uid: number, dir: string): ImageRuntime {
+    fs.mkdirSync(dir, { recursive: true });
+    const keep = (file: string) => fs.readFileSync(file, "utf8").split("\n").filter((l) => l && !l.startsWith("postgres:")).join("\n");
+    fs.writeFileSync(path.join(dir, "passwd"), `${keep("/etc/passwd")}\npostgres:x:${uid}:${uid}:PostgreSQL:/var/lib/postgresql:/bin/bash\n`);
+    fs.writeFileSync(path.join(dir, "group"), `${keep("/etc/group")}\npostgres:x:${uid}:\n`);
+    return {
+        env: { PATH: `${pgBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LANG: "C.UTF-8" },
+        mounts: [
+            { target: "/etc/passwd", source: path.join(dir, "passwd"), readOnly: true },
+            { target: "/etc/group", source: path.join(dir, "group"), readOnly: true },
+        ],
+    };
+}
+
+/**
+ * Starts PostgreSQL from the rendered StatefulSet: its init containers to completion, then its
+ * container with its env (credentials from the rendered Secret), its volumes (the init SQL from the
+ * rendered ConfigMap, the data on the claim's directory, kept across starts), its uid, its args,
+ * and its startup probe. The Services selecting it are mapped to the loopback port.
+ */
+export async function startPostgres(r: Rendered, images: Readonly<Record<string, ImageRuntime>>, root: string, logDir: string): Promise<Postgres> {
     const sts = r.one(TYPES.statefulSet, /postgres/);
     const port = await freePort();
     const podLabels = sts.inputs.spec.template.metadata.labels;
@@ -157,23 +176,16 @@ export async function startPostgres(r: Rendered, pgBin: string, root: string, lo
             r.mapAddress(r.serviceAddress(svc.state.metadata.name), `127.0.0.1:${port}`);
         }
     }
-    // The image's /etc/passwd knows uid 999 as postgres (initdb needs a name for its uid).
-    const securityContext = sts.inputs.spec.template.spec.securityContext;
-    const uid: number = securityContext.runAsUser;
-    const etc = path.join(root, "image-etc");
-    fs.mkdirSync(etc, { recursive: true });
-    const keep = (file: string) => fs.readFileSync(file, "utf8").split("\n").filter((l) => l && !l.startsWith("postgres:")).join("\n");
-    fs.writeFileSync(path.join(etc, "passwd"), `${keep("/etc/passwd")}\npostgres:x:${uid}:${uid}:PostgreSQL:/var/lib/postgresql:/bin/bash\n`);
-    fs.writeFileSync(path.join(etc, "group"), `${keep("/etc/group")}\npostgres:x:${uid}:\n`);
-
-    const container = r.container(sts, "postgres", path.join(root, "pod"), {
-        claimRoot: path.join(root, "claims"),
-        imageEnv: { PATH: `${pgBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LANG: "C.UTF-8" },
-        extraMounts: [
-            { target: "/etc/passwd", source: path.join(etc, "passwd"), readOnly: true },
-            { target: "/etc/group", source: path.join(etc, "group"), readOnly: true },
-        ],
-    });
+    const options = { claimRoot: path.join(root, "claims"), images };
+    // Init containers first, in order, each to completion, as the kubelet runs them.
+    for (const c of sts.inputs.spec.template.spec.initContainers ?? []) {
+        const init = r.container(sts, c.name, path.join(root, "pod"), options);
+        const result = await runContainer(init, path.join(logDir, `postgres-${c.name}.log`));
+        if (result.code !== 0) {
+            throw new Error(`postgres init container ${c.name} failed (${result.code}):\n${result.stderr.slice(-3000)}`);
+        }
+    }
+    const container = r.container(sts, "postgres", path.join(root, "pod"), options);
     const [entrypoint, program, ...args] = container.argv;
     if (entrypoint !== "docker-entrypoint.sh" || program !== "postgres") {
         throw new Error(`postgres container runs ${container.argv.join(" ")}; the tests emulate docker-entrypoint.sh postgres …`);

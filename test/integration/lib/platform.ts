@@ -1,0 +1,386 @@
+/**
+ * One rendered platform, run for real on loopback: moto for S3 and IAM, the stack rendered by the
+ * mocks harness with its endpoint pointed at moto, the ArtifactStore's AWS resources created in
+ * moto from the rendered inputs, real credentials in place of the mocks' placeholders, PostgreSQL
+ * from the rendered StatefulSet, and any rendered Job or the Deployment's pods as sandboxed
+ * processes. Each contract spec drives one (see docs/integration.md).
+ */
+import { expect } from "chai";
+import * as fs from "fs";
+import * as http from "http";
+import * as path from "path";
+import { MLFLOW_IMAGE, POSTGRES_IMAGE, POSTGRES_UID } from "../../../components/versions";
+import { ROOT, RecordedResource, runProgram } from "../../harness";
+import { generatePassword } from "./credentials";
+import { freePort, runToCompletion, Service, stopService } from "./processes";
+import { ImageRuntime, LocalContainer, Rendered, TYPES } from "./rendered";
+import { Moto, Postgres, postgresImage, runContainer, startContainer, startMoto, startPostgres, waitForProbes } from "./services";
+
+export const CACHE = path.join(ROOT, ".cache", "integration");
+export const MLFLOW_VENV = path.join(CACHE, "venv-mlflow");
+export const MOTO_VENV = path.join(CACHE, "venv-moto");
+const PY_HELPER = path.join(__dirname, "..", "contract.py");
+
+const phases: Array<{ name: string; seconds: number }> = [];
+
+/** Runs a step, printing and recording its duration for {@link printPhases}. */
+export async function phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+        return await fn();
+    } finally {
+        const seconds = (Date.now() - t0) / 1000;
+        phases.push({ name, seconds });
+        console.log(`      [phase] ${name}: ${seconds.toFixed(1)} s`);
+    }
+}
+
+/** Prints the durations recorded so far, and forgets them. */
+export function printPhases(): void {
+    console.log("\n      phase timings:");
+    for (const p of phases.splice(0)) {
+        console.log(`        ${p.name.padEnd(58)} ${p.seconds.toFixed(1).padStart(6)} s`);
+    }
+}
+
+/** A pod of the Deployment, running. */
+export interface ServerPod {
+    readonly service: Service;
+    readonly port: number;
+    readonly container: LocalContainer;
+}
+
+/** The outcome of one container of a Job's pod. */
+export interface StepResult {
+    readonly container: string;
+    readonly code: number | string;
+    readonly stdout: string;
+    readonly stderr: string;
+}
+
+/** Login of a database role. */
+export interface Login {
+    readonly user: string;
+    readonly password: string;
+}
+
+/** An access key moto issued for one of the rendered IAM users. */
+export interface AccessKey {
+    readonly id: string;
+    readonly secret: string;
+}
+
+/** The value of `flag` on a command line. */
+export function arg(argv: readonly string[], flag: string): string {
+    const i = argv.indexOf(flag);
+    if (i < 0 || i + 1 >= argv.length) {
+        throw new Error(`the rendered command has no ${flag}`);
+    }
+    return argv[i + 1]!;
+}
+
+/** One HTTP request to a server on loopback with an explicit Host header. */
+export function request(port: number, options: { path: string; host: string; auth?: string; method?: string; json?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+        const headers: Record<string, string> = { Host: options.host, ...(options.headers ?? {}) };
+        const body = options.json === undefined ? undefined : JSON.stringify(options.json);
+        if (body !== undefined) {
+            headers["Content-Type"] = "application/json";
+        }
+        if (options.auth !== undefined) {
+            headers.Authorization = `Basic ${Buffer.from(options.auth).toString("base64")}`;
+        }
+        const req = http.request({ host: "127.0.0.1", port, path: options.path, method: options.method ?? "GET", headers, timeout: 120000 }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        });
+        req.on("error", reject);
+        req.end(body);
+    });
+}
+
+/** Options of a {@link Platform}. */
+export interface PlatformOptions {
+    /** Stack whose configuration is rendered. */
+    readonly stack: string;
+    /** Where this platform's volumes, logs and work files go (recreated). */
+    readonly dir: string;
+    /** Config keys changed from the stack's (awsEndpoint is always moto's). */
+    readonly overrides?: Record<string, string | number | boolean>;
+    /** The MLflow venv standing in for the MLflow image. */
+    readonly mlflowVenv?: string;
+}
+
+/** A platform rendered from a stack and run on loopback. */
+export class Platform {
+    readonly dir: string;
+    readonly logs: string;
+    moto!: Moto;
+    r!: Rendered;
+    region!: string;
+    bucket!: string;
+    artifactPrefix!: string;
+    deployer!: AccessKey;
+    /** The real access keys, by logical name of the AccessKey resource. */
+    readonly keys = new Map<string, AccessKey>();
+    provisionReport: any;
+    postgres!: Postgres;
+    pods: ServerPod[] = [];
+    db!: Login & { tracking: string; auth: string };
+    superuser!: Login;
+    admin!: Login;
+    images!: Record<string, ImageRuntime>;
+    private serverStarts = 0;
+    private jobRuns = 0;
+
+    constructor(readonly options: PlatformOptions) {
+        this.dir = options.dir;
+        this.logs = path.join(this.dir, "logs");
+        fs.rmSync(this.dir, { recursive: true, force: true });
+        fs.mkdirSync(this.logs, { recursive: true });
+        fs.mkdirSync(path.join(this.dir, "home"), { recursive: true });
+    }
+
+    /** The first pod of the Deployment, which the tests talk to. */
+    get server(): ServerPod {
+        const pod = this.pods[0];
+        if (pod === undefined) {
+            throw new Error("no server pod is running");
+        }
+        return pod;
+    }
+
+    get mlflowVenv(): string {
+        return this.options.mlflowVenv ?? MLFLOW_VENV;
+    }
+
+    /** Starts moto, HTTPS only, with IAM enforced. */
+    async startMoto(): Promise<void> {
+        this.moto = await startMoto(MOTO_VENV, path.join(this.dir, "moto"), this.logs);
+    }
+
+    /** Renders the stack with the S3 endpoint pointed at moto, and the images that stand in for the rendered ones. */
+    async render(): Promise<void> {
+        this.r = new Rendered(await runProgram(this.options.stack, { ...(this.options.overrides ?? {}), awsEndpoint: this.moto.url }));
+        const pgBin = fs.readdirSync("/usr/lib/postgresql").sort((a, b) => Number(b) - Number(a))
+            .map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, "initdb")));
+        if (pgBin === undefined) {
+            throw new Error("no PostgreSQL server binaries (scripts/integration/setup.sh installs them)");
+        }
+        this.images = {
+            // The MLflow image: its Python first on PATH, a UTF-8 locale. Beyond the image: trust in
+            // the emulator's self-signed certificate, as the image trusts AWS's.
+            [MLFLOW_IMAGE]: {
+                env: {
+                    PATH: `${this.mlflowVenv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+                    LANG: "C.UTF-8",
+                    AWS_CA_BUNDLE: this.moto.caBundle,
+                },
+            },
+            [POSTGRES_IMAGE]: postgresImage(pgBin, POSTGRES_UID, path.join(this.dir, "postgres-image")),
+        };
+    }
+
+    /** Creates the rendered AWS resources in moto; the real access keys replace the mocks' in the rendered Secrets. */
+    async provision(): Promise<any> {
+        const awsResources = this.r.run.resources.filter((x) => x.type.startsWith("aws:"))
+            .map((x) => ({ type: x.type, name: x.name, inputs: x.inputs, state: x.state }));
+        const provider = this.r.run.one("pulumi:providers:aws");
+        this.region = provider.inputs.region;
+        const defaultTags = JSON.parse(provider.inputs.defaultTags ?? "{}").tags ?? {};
+        const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(this.r.run.outputs.artifactUri as string);
+        if (m === null) {
+            throw new Error(`artifactUri ${this.r.run.outputs.artifactUri}`);
+        }
+        this.artifactPrefix = m[2]!;
+        const report = await this.python("provision", {
+            endpoint: this.moto.url, region: this.region, defaultTags, artifactPrefix: this.artifactPrefix, resources: awsResources,
+        }, { AWS_CA_BUNDLE: this.moto.caBundle });
+        this.bucket = report.bucket;
+        this.deployer = report.deployer;
+        for (const k of report.accessKeys) {
+            const rendered = this.r.run.one("aws:iam/accessKey:AccessKey", new RegExp(`^${k.name}$`));
+            this.keys.set(k.name, { id: k.id, secret: k.secret });
+            this.r.substituteCredential(rendered.id, k.id);
+            this.r.substituteCredential(rendered.state.secret, k.secret);
+        }
+        this.provisionReport = report;
+        return report;
+    }
+
+    /** Real passwords, generated as the program's RandomPassword resources specify (with hostile characters). */
+    generatePasswords(): void {
+        for (const pw of this.r.run.ofType("random:index/randomPassword:RandomPassword")) {
+            this.r.substituteCredential(pw.state.result, generatePassword(pw.inputs));
+        }
+        const pgSecret = this.r.one(TYPES.secret, /postgres-credentials/).state.metadata.name;
+        const sts = this.r.one(TYPES.statefulSet, /postgres/);
+        const env = sts.inputs.spec.template.spec.containers[0].env as any[];
+        this.db = {
+            user: this.r.secretValue(pgSecret, "username"),
+            password: this.r.secretValue(pgSecret, "password"),
+            tracking: env.find((e) => e.name === "MLFLOW_TRACKING_DB").value,
+            auth: env.find((e) => e.name === "MLFLOW_AUTH_DB").value,
+        };
+        this.superuser = { user: env.find((e) => e.name === "POSTGRES_USER").value, password: this.r.secretValue(pgSecret, "postgres-password") };
+        const serverSecret = this.r.one(TYPES.secret, /mlflow-server/).state.metadata.name;
+        this.admin = { user: this.r.run.outputs.adminUsername as string, password: this.r.secretValue(serverSecret, "admin-password") };
+    }
+
+    /** Starts (or restarts, on the same data) PostgreSQL from the rendered StatefulSet. */
+    async startPostgres(): Promise<void> {
+        this.postgres = await startPostgres(this.r, this.images, path.join(this.dir, "postgres"), this.logs);
+    }
+
+    /** Stops PostgreSQL, as a pod deletion does (SIGTERM: a fast shutdown). */
+    async stopPostgres(): Promise<void> {
+        await stopService(this.postgres.service, 60000);
+    }
+
+    /** psql as a role (the application role by default); rows split into fields. */
+    async sql(database: string, query: string, as: Login = this.db): Promise<string[][]> {
+        const result = await runToCompletion("psql", ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-c", query], {
+            env: {
+                PATH: process.env.PATH, PGHOST: "127.0.0.1", PGPORT: String(this.postgres.port), PGUSER: as.user,
+                PGPASSWORD: as.password, PGDATABASE: database, PGCONNECT_TIMEOUT: "10",
+            },
+            logFile: path.join(this.logs, "psql.log"),
+        });
+        if (result.code !== 0) {
+            throw new Error(`psql ${database}: ${result.stderr}`);
+        }
+        return result.stdout.split("\n").filter((l) => l !== "").map((l) => l.split("\t"));
+    }
+
+    /**
+     * Runs a Job's pod (or a CronJob's job template): init containers in order, each to
+     * completion, stopping at the first failure as the kubelet does, then its containers. `env`
+     * overrides container variables, as `kubectl create job` from a template with changes would.
+     */
+    async runPod(workload: RecordedResource, options: { env?: Record<string, string>; label?: string } = {}): Promise<StepResult[]> {
+        this.jobRuns += 1;
+        const label = `${options.label ?? workload.name}-${this.jobRuns}`;
+        const spec = workload.type === TYPES.cronJob ? workload.inputs.spec.jobTemplate.spec : workload.inputs.spec;
+        const pod = spec.template.spec;
+        const asWorkload = { ...workload, inputs: { ...workload.inputs, spec } };
+        const podDir = path.join(this.dir, label);
+        const results: StepResult[] = [];
+        const run = async (c: any): Promise<StepResult> => {
+            const lc = this.r.container(asWorkload, c.name, podDir, { images: this.images });
+            const withEnv = { ...lc, env: { ...lc.env, ...(options.env ?? {}) } };
+            const result = await runContainer(withEnv, path.join(this.logs, `${label}-${c.name}.log`));
+            return { container: c.name, code: result.code, stdout: result.stdout, stderr: result.stderr };
+        };
+        for (const c of pod.initContainers ?? []) {
+            const result = await run(c);
+            results.push(result);
+            if (result.code !== 0) {
+                return results;
+            }
+        }
+        results.push(...await Promise.all(pod.containers.map(run)));
+        return results;
+    }
+
+    /** Runs a pod and fails the test unless every container exits 0. */
+    async runPodToSuccess(workload: RecordedResource, options: { env?: Record<string, string>; label?: string } = {}): Promise<StepResult[]> {
+        const results = await this.runPod(workload, options);
+        for (const r of results) {
+            expect(r.code, `${workload.name}/${r.container}:\n${r.stderr.slice(-3000)}`).to.equal(0);
+        }
+        const pod = (workload.type === TYPES.cronJob ? workload.inputs.spec.jobTemplate.spec : workload.inputs.spec).template.spec;
+        expect(results.length, `${workload.name}: every container ran`).to.equal((pod.initContainers ?? []).length + pod.containers.length);
+        return results;
+    }
+
+    /** The migration Job, run to completion. */
+    async runMigrationJob(): Promise<StepResult[]> {
+        return this.runPodToSuccess(this.r.one(TYPES.job, /migrate/), { label: "job" });
+    }
+
+    /**
+     * Starts the Deployment's pods at once, as a rollout on an empty cluster does (`replicas`, or
+     * the autoscaler's minimum), each with fresh emptyDir volumes, and waits for all their probes.
+     */
+    async startServers(): Promise<void> {
+        const deployment = this.r.one(TYPES.deployment, /deployment/);
+        const hpa = this.r.all("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")[0];
+        const count: number = deployment.inputs.spec.replicas ?? hpa?.inputs.spec.minReplicas ?? 1;
+        this.pods = await Promise.all(Array.from({ length: count }, () => this.startServer()));
+    }
+
+    /** Stops every pod of the Deployment (a scale to zero). */
+    async stopServers(): Promise<void> {
+        await Promise.all(this.pods.map((p) => stopService(p.service, 30000)));
+        this.pods = [];
+    }
+
+    /** Starts one pod of the Deployment and waits for its probes. */
+    async startServer(): Promise<ServerPod> {
+        const n = ++this.serverStarts;
+        const deployment = this.r.one(TYPES.deployment, /deployment/);
+        const lc = this.r.container(deployment, "mlflow", path.join(this.dir, `server-${n}`), { images: this.images });
+        const httpPort = lc.spec.ports.find((p: any) => p.name === "http");
+        expect(httpPort, "container port named http").to.not.equal(undefined);
+        // The pod must listen on its own IP on the port its probes and Service name; on this
+        // machine the same process listens on a free loopback port instead.
+        expect(arg(lc.argv, "--host"), "--host").to.equal("0.0.0.0");
+        expect(arg(lc.argv, "--port"), "--port").to.equal(String(httpPort.containerPort));
+        const port = await freePort();
+        const argv = lc.argv.map((a, i) =>
+            lc.argv[i - 1] === "--host" ? "127.0.0.1" : lc.argv[i - 1] === "--port" ? String(port) : a);
+        const service = startContainer(lc, path.join(this.logs, `server-${n}.log`), argv);
+        const probe = async (p: any): Promise<boolean> => {
+            const named = lc.spec.ports.find((x: any) => x.name === p.httpGet.port);
+            if ((named?.containerPort ?? p.httpGet.port) !== httpPort.containerPort) {
+                throw new Error(`probe port ${p.httpGet.port} is not the server's port`);
+            }
+            // The kubelet probes the pod IP; /health must answer whatever the Host.
+            return request(port, { path: p.httpGet.path, host: `10.244.0.10:${httpPort.containerPort}` })
+                .then((res) => res.status >= 200 && res.status < 400, () => false);
+        };
+        await waitForProbes(lc, service, probe);
+        return { service, port, container: lc };
+    }
+
+    /** The tracking URI a client on this machine uses: the rendered port-forward URL, on the first pod's port. */
+    trackingUri(): string {
+        const local = new URL(this.r.run.outputs.localUrl as string);
+        local.port = String(this.server.port);
+        return local.origin;
+    }
+
+    /** Runs a contract.py subcommand in the MLflow venv (or another venv). */
+    async python(command: string, input: unknown, env: NodeJS.ProcessEnv = {}, venv = this.mlflowVenv): Promise<any> {
+        const result = await runToCompletion(path.join(venv, "bin", "python"), [PY_HELPER, command], {
+            env: {
+                PATH: process.env.PATH, HOME: path.join(this.dir, "home"),
+                // A healthy platform needs no retries; the client's default backoff (7 retries, factor 2)
+                // would turn a refused request into minutes of waiting before the failure shows.
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES: "2", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: "1",
+                ...env,
+            },
+            input: JSON.stringify(input),
+            logFile: path.join(this.logs, `py-${command}.log`),
+            timeoutMs: 600000,
+        });
+        if (result.code !== 0) {
+            throw new Error(`contract.py ${command} failed (${result.code}):\n${result.stderr.slice(-4000)}`);
+        }
+        const lines = result.stdout.trim().split("\n");
+        return JSON.parse(lines[lines.length - 1]!);
+    }
+
+    /** The environment of a client logged in as the admin, through the first pod. */
+    clientEnv(extra: Record<string, string> = {}): Record<string, string> {
+        return {
+            MLFLOW_TRACKING_URI: this.trackingUri(),
+            MLFLOW_TRACKING_USERNAME: this.admin.user,
+            MLFLOW_TRACKING_PASSWORD: this.admin.password,
+            // Every artifact byte through the tracking server.
+            MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD: "false",
+            ...extra,
+        };
+    }
+}

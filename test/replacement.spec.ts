@@ -1,0 +1,189 @@
+/**
+ * The replacement guard: no change of a config key or of a pinned version may replace or delete
+ * what holds data (the database volume, its namespace, the bucket), unless the data guard refuses
+ * that change before anything is touched. The program runs once per change; the replace-only
+ * fields of the data holders are diffed against the providers' tables (test/support/replaceOnly.ts).
+ */
+import { expect } from "chai";
+import { PROJECT } from "../components/config";
+import { dataIdentityProblems } from "../components/dataGuard";
+import * as versions from "../components/versions";
+import { ProgramRun, RunOptions, projectSchema, runProgram, stackRun } from "./harness";
+import { Replacement, dataReplacements, holdsData, replaceOnlyPaths } from "./support/replaceOnly";
+
+type Change = Readonly<Record<string, string | number | boolean>>;
+
+/**
+ * Values each config key is changed to, one key at a time from the minikube stack, across its
+ * allowed range (both ends where it has them). Keys that only make sense together change together.
+ */
+export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
+    kubeContext: [{ kubeContext: "other-cluster" }],
+    kubeconfig: [{ kubeconfig: "/home/operator/.kube/other-config" }],
+    namespace: [{ namespace: "mlflow-prod" }],
+    awsRegion: [{ awsRegion: "eu-west-3" }],
+    awsEndpoint: [{ awsEndpoint: "http://127.0.0.1:5000" }, { awsEndpoint: "https://minio.example.com" }],
+    bucketPrefix: [{ bucketPrefix: "mlflow-renamed-" }],
+    artifactPrefix: [{ artifactPrefix: "artifacts" }, { artifactPrefix: "teams/data-science" }],
+    bucketForceDestroy: [{ bucketForceDestroy: false }],
+    bucketKmsKeyArn: [{ bucketKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab" }],
+    noncurrentVersionExpirationDays: [{ noncurrentVersionExpirationDays: 1 }, { noncurrentVersionExpirationDays: 3650 }],
+    protectData: [{ protectData: true }],
+    postgresStorageSize: [{ postgresStorageSize: "1Gi" }, { postgresStorageSize: "500Gi" }],
+    postgresStorageClass: [{ postgresStorageClass: "fast-ssd" }],
+    postgresVolumeRetention: [{ postgresVolumeRetention: "Retain" }],
+    postgresMaxConnections: [{ postgresMaxConnections: 30 }, { postgresMaxConnections: 10000 }],
+    postgresCpuRequest: [{ postgresCpuRequest: "1m" }, { postgresCpuRequest: "1" }],
+    postgresCpuLimit: [{ postgresCpuLimit: "16" }],
+    postgresMemoryRequest: [{ postgresMemoryRequest: "64Mi" }, { postgresMemoryRequest: "512Mi" }],
+    postgresMemoryLimit: [{ postgresMemoryLimit: "64Gi" }],
+    mlflowReplicas: [{ mlflowReplicas: 4 }],
+    mlflowMaxReplicas: [{ mlflowMaxReplicas: 4 }],
+    mlflowWorkers: [{ mlflowWorkers: 1 }, { mlflowWorkers: 4 }],
+    mlflowDbPoolSize: [{ mlflowDbPoolSize: 1 }, { mlflowDbPoolSize: 20 }],
+    mlflowDbMaxOverflow: [{ mlflowDbMaxOverflow: 0 }, { mlflowDbMaxOverflow: 20 }],
+    mlflowCpuRequest: [{ mlflowCpuRequest: "1m" }],
+    mlflowCpuLimit: [{ mlflowCpuLimit: "16" }],
+    mlflowMemoryRequest: [{ mlflowMemoryRequest: "1Mi" }],
+    mlflowMemoryLimit: [{ mlflowMemoryLimit: "64Gi" }],
+    mlflowAdminUsername: [{ mlflowAdminUsername: "platform-admin" }],
+    mlflowDefaultPermission: [{ mlflowDefaultPermission: "NO_PERMISSIONS" }, { mlflowDefaultPermission: "MANAGE" }],
+    ingressHost: [{ ingressHost: "mlflow.example.com" }],
+    ingressClassName: [{ ingressHost: "mlflow.example.com", ingressClassName: "nginx" }],
+    ingressTlsSecretName: [{ ingressHost: "mlflow.example.com", ingressTlsSecretName: "mlflow-tls" }],
+    backupSchedule: [{ backupSchedule: "@hourly" }, { backupSchedule: "0 0 1 1 *" }],
+    backupRetentionDays: [{ backupRetentionDays: 1 }, { backupRetentionDays: 3650 }],
+    backupPrefix: [{ backupPrefix: "db-backups" }],
+};
+
+/** Bumps of the pinned versions in components/versions.ts, each with the values derived from it. */
+export const VERSION_BUMPS: Readonly<Record<string, ReadonlyArray<Readonly<Record<string, string>>>>> = {
+    MLFLOW_VERSION: [
+        { MLFLOW_VERSION: "3.17.3", MLFLOW_IMAGE: "ghcr.io/mlflow/mlflow:v3.17.3-full" },
+        { MLFLOW_VERSION: "3.18.0", MLFLOW_IMAGE: "ghcr.io/mlflow/mlflow:v3.18.0-full" },
+        { MLFLOW_VERSION: "4.0.0", MLFLOW_IMAGE: "ghcr.io/mlflow/mlflow:v4.0.0-full" },
+    ],
+    POSTGRES_VERSION: [
+        { POSTGRES_VERSION: "17.7", POSTGRES_IMAGE: "docker.io/library/postgres:17.7-bookworm" },
+        { POSTGRES_VERSION: "18.1", POSTGRES_MAJOR: "18", POSTGRES_IMAGE: "docker.io/library/postgres:18.1-bookworm" },
+    ],
+};
+
+/** One tried change and what came of it. */
+interface Outcome {
+    readonly change: string;
+    readonly replaced: readonly Replacement[];
+    readonly refusedBy: readonly string[];
+}
+
+const describeReplacements = (replaced: readonly Replacement[]) =>
+    replaced.map((r) => `${r.type} ${r.resource}: ${r.fields.join(", ")}`).join("; ");
+
+/**
+ * Runs the program with a change and judges it: every data holder keeps its replace-only fields,
+ * or the data guard (fed the baseline's and the change's settings) refuses the change.
+ */
+async function judge(base: ProgramRun, label: string, overrides: Change, options: RunOptions = {}): Promise<Outcome> {
+    const run = await runProgram("minikube", overrides, options);
+    const replaced = dataReplacements(base, run);
+    const guard = (r: ProgramRun) => r.resources.find((x) => x.type === "pulumi-nodejs:dynamic:DataGuard");
+    const [before, after] = [guard(base), guard(run)];
+    const refusedBy = before && after ? dataIdentityProblems(before.inputs, after.inputs) : [];
+    return { change: label, replaced, refusedBy };
+}
+
+const outcomes: Outcome[] = [];
+
+describe("replacement guard: no config or version change replaces what holds data", function () {
+    this.timeout(120000);
+    let base: ProgramRun;
+    before(async () => {
+        base = await stackRun("minikube");
+    });
+    after(() => {
+        if (outcomes.length > 0) {
+            const refused = outcomes.filter((o) => o.refusedBy.length > 0).length;
+            console.log(`      ${outcomes.length} changes tried: ${outcomes.length - refused} keep every data holder, ${refused} refused by the data guard`);
+        }
+    });
+
+    it("knows what holds data in this program: the database volume claim, its namespace, the bucket", () => {
+        expect(base.resources.filter(holdsData).map((r) => r.type).sort()).to.deep.equal([
+            "aws:s3/bucket:Bucket", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim",
+        ]);
+        expect(replaceOnlyPaths("kubernetes:core/v1:PersistentVolumeClaim")).to.include("spec.storageClassName");
+    });
+
+    it("has a change for every config key and a bump for every pinned version", () => {
+        expect(Object.keys(CONFIG_CHANGES).sort()).to.deep.equal(Object.keys(projectSchema()).sort());
+        const pinned = Object.keys(versions).filter((k) => k.endsWith("_VERSION"));
+        expect(Object.keys(VERSION_BUMPS).sort()).to.deep.equal(pinned.sort());
+    });
+
+    for (const [key, changes] of Object.entries(CONFIG_CHANGES)) {
+        for (const change of changes) {
+            const label = Object.entries(change).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
+            it(`${label}: keeps the data holders, or is refused naming ${key}`, async () => {
+                const outcome = await judge(base, label, change);
+                outcomes.push(outcome);
+                if (outcome.replaced.length > 0) {
+                    expect(outcome.refusedBy.join("\n"), `replaces ${describeReplacements(outcome.replaced)}, and nothing refuses it`)
+                        .to.include(`${PROJECT}:${key}`);
+                }
+            });
+        }
+    }
+
+    for (const [name, bumps] of Object.entries(VERSION_BUMPS)) {
+        for (const bump of bumps) {
+            const label = Object.entries(bump).map(([k, v]) => `${k}=${v}`).join(", ");
+            it(`${label}: keeps the data holders, or is refused`, async () => {
+                const outcome = await judge(base, label, {}, { versions: bump });
+                outcomes.push(outcome);
+                if (outcome.replaced.length > 0) {
+                    expect(outcome.refusedBy, `${name}: replaces ${describeReplacements(outcome.replaced)}, and nothing refuses it`).to.not.be.empty;
+                }
+            });
+        }
+    }
+
+    it("is refused exactly where data would be lost or stranded, and only there", () => {
+        const refused = outcomes.filter((o) => o.refusedBy.length > 0).map((o) => o.change);
+        expect(refused).to.have.members([
+            'kubeContext="other-cluster"', 'namespace="mlflow-prod"', 'awsRegion="eu-west-3"',
+            'awsEndpoint="http://127.0.0.1:5000"', 'awsEndpoint="https://minio.example.com"', 'bucketPrefix="mlflow-renamed-"',
+            'artifactPrefix="artifacts"', 'artifactPrefix="teams/data-science"', 'postgresStorageSize="1Gi"',
+            'postgresStorageClass="fast-ssd"', 'backupPrefix="db-backups"',
+            "POSTGRES_VERSION=18.1, POSTGRES_MAJOR=18, POSTGRES_IMAGE=docker.io/library/postgres:18.1-bookworm",
+        ]);
+    });
+
+    describe("catches a replacement on a broken program", () => {
+        it("flags a claim whose storage class changes, and a data holder that disappears", async () => {
+            const broken = structuredClone(base.resources.find((r) => r.type === "kubernetes:core/v1:PersistentVolumeClaim")!) as any;
+            broken.inputs.spec.storageClassName = "other";
+            const others = base.resources.filter((r) => r.type !== "kubernetes:core/v1:PersistentVolumeClaim");
+            expect(dataReplacements(base, { resources: [...others, broken] })).to.deep.equal([
+                { resource: broken.name, type: broken.type, fields: ["spec.storageClassName"] },
+            ]);
+            expect(dataReplacements(base, { resources: others })[0]!.fields).to.deep.equal(["deleted"]);
+        });
+
+        it("flags a StatefulSet with a claim template whose size changes (the program before its volume was standalone)", () => {
+            const sts = (size: string) => ({
+                ...base.resources.find((r) => r.type === "kubernetes:apps/v1:StatefulSet")!,
+                inputs: { metadata: { name: "db", namespace: "mlflow" }, spec: { volumeClaimTemplates: [{ spec: { resources: { requests: { storage: size } } } }] } },
+            });
+            expect(dataReplacements({ resources: [sts("2Gi")] }, { resources: [sts("4Gi")] })[0]!.fields).to.deep.equal(["spec.volumeClaimTemplates"]);
+        });
+
+        it("flags every Kubernetes data holder when the provider's cluster identity changes", async () => {
+            const run = await runProgram("minikube", { kubeContext: "elsewhere" });
+            const fields = dataReplacements(base, run).filter((r) => r.type.startsWith("kubernetes:")).map((r) => r.fields);
+            expect(fields).to.have.length(2);
+            for (const f of fields) {
+                expect(f).to.include("provider.clusterIdentifier");
+            }
+        });
+    });
+});
