@@ -12,6 +12,12 @@ export const MLFLOW_VERSION = "3.17.2";
  */
 export const MLFLOW_IMAGE = `ghcr.io/mlflow/mlflow:v${MLFLOW_VERSION}-full`;
 
+/**
+ * The MLflow release before {@link MLFLOW_VERSION}, which the contract tests upgrade from: data
+ * created by it must survive this stack's migration Job and server.
+ */
+export const MLFLOW_PREVIOUS_RELEASE = "3.16.1";
+
 /** PostgreSQL major.minor of the metadata store. */
 export const POSTGRES_VERSION = "17.6";
 

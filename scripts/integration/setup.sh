@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares everything the contract tests run, idempotently:
 #   - Debian packages: PostgreSQL's server binaries, bubblewrap (the container sandbox), Chromium;
-#   - two Python 3.11 virtual environments under .cache/integration/, installed from the hashed lock
-#     files in requirements/: one mirrors the MLflow image, one runs the moto emulator.
+#   - three Python 3.11 virtual environments under .cache/integration/, installed from the hashed lock
+#     files in requirements/: one mirrors the MLflow image, one the previous MLflow release's (the
+#     upgrade test starts from it), one runs the moto emulator.
 # A venv is rebuilt when its lock file changes. Fails when the MLflow pin of the lock differs from
 # MLFLOW_VERSION in components/versions.ts, or when the installed MLflow reports another version.
 set -euo pipefail
@@ -40,6 +41,13 @@ if [ "$locked" != "$version" ]; then
         "run scripts/integration/lock.sh" >&2
     exit 1
 fi
+previous="$(sed -n 's/^export const MLFLOW_PREVIOUS_RELEASE = "\([^"]*\)";$/\1/p' "$root/components/versions.ts")"
+locked_previous="$(sed -n 's/^mlflow==\([^ ]*\) .*/\1/p' "$here/requirements/mlflow-previous.txt")"
+if [ -z "$previous" ] || [ "$locked_previous" != "$previous" ]; then
+    echo "setup.sh: components/versions.ts names MLflow '$previous' as the previous release but" \
+        "requirements/mlflow-previous.txt locks '$locked_previous'; run scripts/integration/lock.sh mlflow-previous" >&2
+    exit 1
+fi
 
 # --- virtual environments ------------------------------------------------------------------------
 # Built side by side (downloads and byte-compiling overlap on two cores); each is reused while its
@@ -60,8 +68,10 @@ build_venv() {
 }
 step "Python virtual environments (python3 $(python3 -c 'import sys; print(sys.version.split()[0])'))"
 build_venv mlflow & mlflow_pid=$!
+build_venv mlflow-previous & previous_pid=$!
 build_venv moto & moto_pid=$!
 wait "$mlflow_pid"
+wait "$previous_pid"
 wait "$moto_pid"
 
 installed="$("$cache/venv-mlflow/bin/python" -c 'import mlflow; print(mlflow.__version__)')"
@@ -69,4 +79,9 @@ if [ "$installed" != "$version" ]; then
     echo "setup.sh: the venv runs MLflow $installed, components/versions.ts pins $version" >&2
     exit 1
 fi
-step "ready: MLflow $installed, moto $("$cache/venv-moto/bin/python" -c 'import moto; print(moto.__version__)')"
+installed_previous="$("$cache/venv-mlflow-previous/bin/python" -c 'import mlflow; print(mlflow.__version__)')"
+if [ "$installed_previous" != "$previous" ]; then
+    echo "setup.sh: the previous-release venv runs MLflow $installed_previous, components/versions.ts names $previous" >&2
+    exit 1
+fi
+step "ready: MLflow $installed (and $installed_previous to upgrade from), moto $("$cache/venv-moto/bin/python" -c 'import moto; print(moto.__version__)')"

@@ -6,6 +6,10 @@ Subcommands read one JSON document on stdin and print one JSON document on stdou
   s3-probe   what the tracking server's access key can and cannot do, and what the bucket holds
   scientist  a data scientist's session with the real MLflow client against the tracking server
   scientist-presigned  the same client's direct-to-S3 paths (presigned uploads and downloads)
+  seed       every kind of record a team keeps: experiments, runs, params, metrics, tags, artifacts,
+             registered models with versions and aliases, users and their permissions
+  inventory  all of those records read back through the API, in a canonical form to compare
+  backup-probe  what the backup identity's access key can and cannot do
 
 boto3 and MLflow come from the venv that mirrors the MLflow image (scripts/integration/setup.sh).
 """
@@ -486,6 +490,186 @@ def scientist_presigned(doc):
     return {"downloadedEqual": compared, "timings": timed.timings}
 
 
+# --- seed / inventory: records to back up, restore or upgrade, and compare --------------------
+
+SEED_USERS = {"alice": "EDIT", "bob": "READ"}
+
+
+def auth_client():
+    import mlflow.server
+
+    return mlflow.server.get_app_client("basic-auth", tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+
+
+def seed(doc):
+    """Records of every kind, through the API as the admin. Returns what the inventory must hold."""
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    work = Path(doc["workDir"])
+    work.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient()
+    tag = doc["tag"]
+
+    class Scaler(mlflow.pyfunc.PythonModel):
+        def __init__(self, factor):
+            self.factor = factor
+
+        def predict(self, context, model_input, params=None):
+            return [self.factor * x for x in model_input]
+
+    experiments = []
+    for e in range(2):
+        exp_id = client.create_experiment(f"{tag}-experiment-{e}", tags={"team": "platform", "index": str(e)})
+        experiments.append(exp_id)
+        for r in range(2):
+            run = client.create_run(exp_id, run_name=f"{tag}-run-{e}-{r}", tags={"stage": "seed"})
+            run_id = run.info.run_id
+            client.log_batch(
+                run_id,
+                metrics=[Metric("loss", 1.0 / (s + 1) + r, 1_700_000_000_000 + s, s) for s in range(50)],
+                params=[Param("lr", str(0.1 / (r + 1))), Param("layers", str(e + 2))],
+                tags=[RunTag("owner", "alice" if r == 0 else "bob")],
+            )
+            notes = work / f"notes-{e}-{r}.txt"
+            notes.write_text(f"run {e}-{r} notes\n" * 10)
+            client.log_artifact(run_id, str(notes), artifact_path="notes")
+            client.set_terminated(run_id, status="FINISHED" if r == 0 else "FAILED")
+    model = f"{tag}-model"
+    mlflow.set_experiment(experiment_id=experiments[0])
+    for factor in (2, 3):
+        with mlflow.start_run(run_name=f"{tag}-model-{factor}"):
+            mlflow.pyfunc.log_model(
+                name="model", python_model=Scaler(factor), registered_model_name=model,
+                pip_requirements=[f"mlflow=={mlflow.__version__}"],
+            )
+    client.update_registered_model(model, description="seeded for the backup and upgrade tests")
+    client.set_registered_model_tag(model, "domain", "contract")
+    client.set_model_version_tag(model, "1", "validated", "true")
+    client.set_registered_model_alias(model, "champion", "2")
+    client.set_registered_model_alias(model, "challenger", "1")
+
+    auth = auth_client()
+    for user, permission in SEED_USERS.items():
+        auth.create_user(user, doc["passwords"][user])
+        auth.grant_user_permission(user, "experiment", experiments[0], permission)
+        auth.grant_user_permission(user, "registered_model", model, permission)
+    return {"experiments": experiments, "model": model}
+
+
+def inventory(doc):
+    """Every record the seed (and anything else) wrote, read back through the API."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient()
+    work = Path(doc["workDir"])
+    work.mkdir(parents=True, exist_ok=True)
+    out = {"experiments": [], "models": [], "users": {}}
+    for exp in sorted(client.search_experiments(view_type=ViewType.ALL), key=lambda x: x.experiment_id):
+        runs = []
+        for run in sorted(client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL), key=lambda x: x.info.run_id):
+            info = run.info
+            metrics = {k: [(m.step, m.timestamp, m.value) for m in sorted(client.get_metric_history(info.run_id, k), key=lambda m: (m.step, m.timestamp))]
+                       for k in sorted(run.data.metrics)}
+            artifacts = {}
+            for a in client.list_artifacts(info.run_id, "notes"):
+                local = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path=a.path, dst_path=str(work / info.run_id))
+                artifacts[a.path] = sha256_file(local)
+            runs.append({
+                "id": info.run_id, "name": info.run_name, "status": info.status, "start": info.start_time, "end": info.end_time,
+                "lifecycle": info.lifecycle_stage, "artifactUri": info.artifact_uri,
+                "params": dict(sorted(run.data.params.items())),
+                "tags": {k: v for k, v in sorted(run.data.tags.items()) if not k.startswith("mlflow.")},
+                "metrics": metrics, "artifacts": artifacts,
+            })
+        out["experiments"].append({
+            "id": exp.experiment_id, "name": exp.name, "lifecycle": exp.lifecycle_stage, "artifactLocation": exp.artifact_location,
+            "tags": {k: v for k, v in sorted(exp.tags.items()) if not k.startswith("mlflow.")}, "runs": runs,
+        })
+    for rm in sorted(client.search_registered_models(), key=lambda m: m.name):
+        versions = sorted(client.search_model_versions(f"name = '{rm.name}'"), key=lambda v: int(v.version))
+        out["models"].append({
+            "name": rm.name, "description": rm.description, "tags": dict(sorted(rm.tags.items())),
+            "aliases": dict(sorted(rm.aliases.items())) if isinstance(rm.aliases, dict) else sorted(rm.aliases),
+            "versions": [{"version": v.version, "source": v.source, "runId": v.run_id, "status": v.status,
+                          "tags": dict(sorted(v.tags.items()))} for v in versions],
+        })
+    auth = auth_client()
+    for user, password in doc.get("passwords", {}).items():
+        u = auth.get_user(user)
+        grants = {}
+        for resource_type, resource_id in doc.get("grants", []):
+            result = auth.get_user_permission(user, resource_type, resource_id)
+            grants[f"{resource_type}/{resource_id}"] = result.permission
+        # The user's own password still logs in: read an experiment as that user.
+        with env(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password):
+            can_log_in = outcome_of(lambda: MlflowClient().search_experiments(max_results=1))
+        out["users"][user] = {"isAdmin": u.is_admin, "grants": grants, "logsIn": can_log_in}
+    model = doc.get("predictWith")
+    if model:
+        out["prediction"] = list(mlflow.pyfunc.load_model(model).predict([1, 2, 3]))
+    return out
+
+
+def outcome_of(call):
+    """'ok', or the class of the exception a call raised."""
+    try:
+        call()
+        return "ok"
+    except Exception as e:  # noqa: BLE001 - any failure is the answer
+        return type(e).__name__
+
+
+def backup_probe(doc):
+    """The backup identity: backups in and out, no delete, no artifact."""
+    endpoint, region, bucket = doc["endpoint"], doc["region"], doc["bucket"]
+    artifacts, backups = doc["artifactPrefix"], doc["backupPrefix"]
+    s3, iam = clients(endpoint, region, doc["key"]["id"], doc["key"]["secret"])
+    admin_s3, _ = clients(endpoint, region, doc["deployer"]["id"], doc["deployer"]["secret"])
+    artifact_key = doc["artifactKey"]
+    backup_key = doc["backupKey"]
+    probe_key = f"{backups}/probe/probe.txt"
+    versions = admin_s3.list_object_versions(Bucket=bucket, Prefix=backup_key)["Versions"]
+    return {
+        "putBackup": outcome(lambda: s3.put_object(Bucket=bucket, Key=probe_key, Body=b"probe")),
+        "getBackup": outcome(lambda: s3.get_object(Bucket=bucket, Key=backup_key)["Body"].read()),
+        "listBackups": outcome(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"{backups}/")),
+        "deleteBackup": outcome(lambda: s3.delete_object(Bucket=bucket, Key=backup_key)),
+        "deleteBackupVersion": outcome(lambda: s3.delete_object(Bucket=bucket, Key=backup_key, VersionId=versions[0]["VersionId"])),
+        "deleteOwnProbe": outcome(lambda: s3.delete_object(Bucket=bucket, Key=probe_key)),
+        "getArtifact": outcome(lambda: s3.get_object(Bucket=bucket, Key=artifact_key)["Body"].read()),
+        "putArtifact": outcome(lambda: s3.put_object(Bucket=bucket, Key=f"{artifacts}/planted.txt", Body=b"x")),
+        "deleteArtifact": outcome(lambda: s3.delete_object(Bucket=bucket, Key=artifact_key)),
+        "putBucketLifecycle": outcome(lambda: s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": [{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 1}}]})),
+        "iamListUsers": outcome(lambda: iam.list_users()),
+        # Not asserted: moto ignores the s3:prefix condition of the ListBucket grant.
+        "listArtifacts": outcome(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"{artifacts}/")),
+        "backupStillThere": outcome(lambda: admin_s3.head_object(Bucket=bucket, Key=backup_key)),
+    }
+
+
+def backup_objects(doc):
+    """The objects under the backup prefix, with their encryption, checksum and, for manifests, content."""
+    s3, _ = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
+    out = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=doc["bucket"], Prefix=f"{doc['prefix']}/"):
+        for o in page.get("Contents", []):
+            head = s3.head_object(Bucket=doc["bucket"], Key=o["Key"], ChecksumMode="ENABLED")
+            entry = {"key": o["Key"], "size": o["Size"], "sse": head.get("ServerSideEncryption"),
+                     "checksumSha256": head.get("ChecksumSHA256")}
+            body = s3.get_object(Bucket=doc["bucket"], Key=o["Key"])["Body"].read()
+            entry["sha256"] = hashlib.sha256(body).hexdigest()
+            if o["Key"].endswith("/manifest.json"):
+                entry["manifest"] = json.loads(body)
+            out.append(entry)
+    return out
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -494,6 +678,10 @@ def main():
         "s3-probe": s3_probe,
         "scientist": scientist,
         "scientist-presigned": scientist_presigned,
+        "seed": seed,
+        "inventory": inventory,
+        "backup-probe": backup_probe,
+        "backup-objects": backup_objects,
     }
     result = handlers[command](doc)
     sys.stdout.write(json.dumps(result) + "\n")

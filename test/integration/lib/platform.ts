@@ -9,7 +9,7 @@ import { expect } from "chai";
 import * as fs from "fs";
 import * as http from "http";
 import * as path from "path";
-import { MLFLOW_IMAGE, POSTGRES_IMAGE, POSTGRES_UID } from "../../../components/versions";
+import { POSTGRES_UID } from "../../../components/versions";
 import { ROOT, RecordedResource, runProgram } from "../../harness";
 import { generatePassword } from "./credentials";
 import { freePort, runToCompletion, Service, stopService } from "./processes";
@@ -108,6 +108,8 @@ export interface PlatformOptions {
     readonly dir: string;
     /** Config keys changed from the stack's (awsEndpoint is always moto's). */
     readonly overrides?: Record<string, string | number | boolean>;
+    /** Pinned versions changed from components/versions.ts (an earlier release of the stack). */
+    readonly versions?: Readonly<Record<string, string>>;
     /** The MLflow venv standing in for the MLflow image. */
     readonly mlflowVenv?: string;
 }
@@ -136,6 +138,7 @@ export class Platform {
 
     constructor(readonly options: PlatformOptions) {
         this.dir = options.dir;
+        this.mlflowVenv = options.mlflowVenv ?? MLFLOW_VENV;
         this.logs = path.join(this.dir, "logs");
         fs.rmSync(this.dir, { recursive: true, force: true });
         fs.mkdirSync(this.logs, { recursive: true });
@@ -151,9 +154,8 @@ export class Platform {
         return pod;
     }
 
-    get mlflowVenv(): string {
-        return this.options.mlflowVenv ?? MLFLOW_VENV;
-    }
+    /** The venv standing in for the rendered MLflow image (changes with {@link rerender}). */
+    mlflowVenv: string;
 
     /** Starts moto, HTTPS only, with IAM enforced. */
     async startMoto(): Promise<void> {
@@ -161,8 +163,12 @@ export class Platform {
     }
 
     /** Renders the stack with the S3 endpoint pointed at moto, and the images that stand in for the rendered ones. */
-    async render(): Promise<void> {
-        this.r = new Rendered(await runProgram(this.options.stack, { ...(this.options.overrides ?? {}), awsEndpoint: this.moto.url }));
+    async render(versions = this.options.versions): Promise<void> {
+        this.r = new Rendered(await runProgram(this.options.stack, { ...(this.options.overrides ?? {}), awsEndpoint: this.moto.url },
+            versions === undefined ? {} : { versions }));
+        const pod = (type: string) => this.r.all(type)[0]!.inputs.spec.template.spec.containers[0];
+        const mlflowImage: string = pod(TYPES.deployment).image;
+        const postgresImage_: string = pod(TYPES.statefulSet).image;
         const pgBin = fs.readdirSync("/usr/lib/postgresql").sort((a, b) => Number(b) - Number(a))
             .map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, "initdb")));
         if (pgBin === undefined) {
@@ -171,15 +177,27 @@ export class Platform {
         this.images = {
             // The MLflow image: its Python first on PATH, a UTF-8 locale. Beyond the image: trust in
             // the emulator's self-signed certificate, as the image trusts AWS's.
-            [MLFLOW_IMAGE]: {
+            [mlflowImage]: {
                 env: {
                     PATH: `${this.mlflowVenv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
                     LANG: "C.UTF-8",
                     AWS_CA_BUNDLE: this.moto.caBundle,
                 },
             },
-            [POSTGRES_IMAGE]: postgresImage(pgBin, POSTGRES_UID, path.join(this.dir, "postgres-image")),
+            [postgresImage_]: postgresImage(pgBin, POSTGRES_UID, path.join(this.dir, "postgres-image")),
         };
+    }
+
+    /**
+     * Renders the stack again, as a new release of the program would be deployed over this one
+     * (by default the current versions, with the current MLflow venv), keeping the cloud resources,
+     * the credentials and the database.
+     */
+    async rerender(options: { versions?: Readonly<Record<string, string>>; mlflowVenv?: string } = {}): Promise<void> {
+        const earlier = this.r;
+        this.mlflowVenv = options.mlflowVenv ?? MLFLOW_VENV;
+        await this.render(options.versions);
+        this.r.adopt(earlier);
     }
 
     /** Creates the rendered AWS resources in moto; the real access keys replace the mocks' in the rendered Secrets. */

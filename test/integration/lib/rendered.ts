@@ -74,6 +74,20 @@ export class Rendered {
         return this.run.one(type, logicalName);
     }
 
+    /**
+     * Takes over the substitutions of an earlier render of the same stack (a new version of the
+     * program against the same cloud resources and database): the mocks' placeholders are the
+     * same in every run, so the same real credentials and addresses apply.
+     */
+    adopt(earlier: Rendered): void {
+        for (const [mock, real] of earlier.credentials) {
+            this.credentials.set(mock, real);
+        }
+        for (const [from, to] of earlier.addresses) {
+            this.mapAddress(from, to);
+        }
+    }
+
     /** Replace a credential the mocks generated with a real one. */
     substituteCredential(mockValue: string, realValue: string): void {
         if (!this.run.credentials.includes(mockValue)) {
