@@ -16,7 +16,7 @@ import { ArtifactStore } from "./components/artifactStore";
 import { loadConfig } from "./components/config";
 import { DataGuard } from "./components/dataGuard";
 import { DatabaseBackup } from "./components/databaseBackup";
-import { DEFAULT_INGRESS_CONTROLLER_NAMESPACE, NetworkPolicies } from "./components/networkPolicies";
+import { NetworkPolicies } from "./components/networkPolicies";
 import { createNamespace, createProviders } from "./components/platform";
 import { Postgres, SECRET_KEYS } from "./components/postgres";
 import { POSTGRES_MAJOR } from "./components/versions";
@@ -117,7 +117,9 @@ new NetworkPolicies("mlflow-network", {
     backup: { podSelector: backup.backupPodSelector },
     restore: { podSelector: backup.restorePodSelector },
     s3Endpoint: config.aws.endpoint,
-    ingressControllerNamespace: config.mlflow.ingress ? DEFAULT_INGRESS_CONTROLLER_NAMESPACE : undefined,
+    ingressControllerNamespace: config.mlflow.ingress ? config.network.ingressControllerNamespace : undefined,
+    sourceRanges: config.network.sourceRanges,
+    nodeLocalDnsAddress: config.network.nodeLocalDnsAddress,
 }, k8sOpts);
 
 const localPort = 8080;
@@ -127,9 +129,10 @@ export const serviceName = server.serviceName;
 export const portForwardCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} port-forward service/${server.serviceName} ${localPort}:${server.servicePort}`;
 export const localUrl = `http://localhost:${localPort}`;
 export const internalTrackingUri = server.internalUri;
+/** Empty when there is no Ingress: an output set to `undefined` draws a warning on every update. */
 export const ingressUrl = config.mlflow.ingress
     ? `${config.mlflow.ingress.tlsSecretName ? "https" : "http"}://${config.mlflow.ingress.host}`
-    : undefined;
+    : "";
 export const adminUsername = server.adminUsername;
 export const adminPassword = server.adminPassword;
 export const bucketName = artifacts.bucketName;

@@ -6,6 +6,7 @@
  * Defaults live in `Pulumi.yaml` (the project config schema), not here: the Pulumi CLI applies
  * them, and the test harness loads the same file, so there is exactly one place to change one.
  */
+import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 
 /** The project name, which is also the namespace of every config key (`mlflow-k8s:<key>`). */
@@ -85,6 +86,16 @@ export interface StackConfig {
             readonly className?: string;
             readonly tlsSecretName?: string;
         };
+        /** Browser origins allowed to make state-changing API calls besides the Ingress's own. */
+        readonly corsAllowedOrigins: readonly string[];
+    };
+    readonly network: {
+        /** Namespace of the ingress controller admitted to the server when there is an Ingress. */
+        readonly ingressControllerNamespace: string;
+        /** CIDRs admitted to the server's port from outside the cluster (load balancers targeting pods). */
+        readonly sourceRanges: readonly string[];
+        /** Address of NodeLocal DNSCache on every node, admitted for DNS; undefined when not used. */
+        readonly nodeLocalDnsAddress?: string;
     };
 }
 
@@ -176,6 +187,7 @@ export function parseConfig(read: ConfigReader): StackConfig {
         const v = raw(key);
         return v === undefined || v === "" ? undefined : v;
     };
+    const list = (key: string): string[] => (optional(key) ?? "").split(",").map((x) => x.trim()).filter((x) => x !== "");
     const string = (key: string, allowed: string, valid: (v: string) => boolean): string => {
         const v = required(key, allowed);
         if (v !== "" && !valid(v)) {
@@ -304,6 +316,25 @@ export function parseConfig(read: ConfigReader): StackConfig {
         fail("ingressHost", "", `required when ${PROJECT}:ingressClassName or ${PROJECT}:ingressTlsSecretName is set`);
     }
 
+    const corsAllowedOrigins = list("corsAllowedOrigins");
+    for (const origin of corsAllowedOrigins) {
+        if (!isOrigin(origin)) {
+            fail("corsAllowedOrigins", origin, "a comma-separated list of origins (scheme://host[:port], no path), such as https://notebooks.example.com; '*' is not allowed");
+        }
+    }
+    const ingressControllerNamespace = string("ingressControllerNamespace", "the DNS-1123 label of the ingress controller's namespace, such as ingress-nginx",
+        (v) => v.length <= 63 && DNS1123_LABEL.test(v));
+    const sourceRanges = list("ingressSourceRanges");
+    for (const cidr of sourceRanges) {
+        if (!isCidr(cidr)) {
+            fail("ingressSourceRanges", cidr, "a comma-separated list of CIDRs, such as 10.0.0.0/16 or fd00::/8");
+        }
+    }
+    const nodeLocalDnsAddress = optional("nodeLocalDnsAddress");
+    if (nodeLocalDnsAddress !== undefined && !isCidr(`${nodeLocalDnsAddress}/32`) && !isCidr(`${nodeLocalDnsAddress}/128`)) {
+        fail("nodeLocalDnsAddress", nodeLocalDnsAddress, "empty (no NodeLocal DNSCache) or an IP address such as 169.254.20.10");
+    }
+
     // Every server process holds its own pool; together they must fit under max_connections,
     // keeping room for the migration Job and an operator's psql session.
     if (problems.length === 0) {
@@ -332,7 +363,9 @@ export function parseConfig(read: ConfigReader): StackConfig {
             replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
             adminUsername, defaultPermission,
             ingress: ingressHost === undefined ? undefined : { host: ingressHost, className: ingressClassName, tlsSecretName },
+            corsAllowedOrigins,
         },
+        network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress },
     });
 }
 
@@ -391,6 +424,28 @@ export function cronProblems(schedule: string): string[] {
         }
     });
     return problems;
+}
+
+/** A browser origin: http(s), a host, an optional port, nothing else. */
+export function isOrigin(value: string): boolean {
+    try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "" && url.origin === value;
+    } catch {
+        return false;
+    }
+}
+
+/** An IPv4 or IPv6 CIDR. */
+export function isCidr(value: string): boolean {
+    const [address, bits, ...rest] = value.split("/");
+    if (address === undefined || bits === undefined || rest.length > 0 || !/^\d{1,3}$/.test(bits)) {
+        return false;
+    }
+    if (net.isIPv4(address)) {
+        return Number(bits) <= 32;
+    }
+    return net.isIPv6(address) && Number(bits) <= 128;
 }
 
 function isHttpUrl(value: string): boolean {

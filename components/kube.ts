@@ -70,11 +70,20 @@ export function containerSecurityContext(uid?: number): k8s.types.input.core.v1.
     };
 }
 
-/** Requests and limits from validated config. */
-export function resourceRequirements(r: Resources): k8s.types.input.core.v1.ResourceRequirements {
+/**
+ * Ephemeral storage of a container: what its emptyDirs and logs may use. The kubelet evicts a pod
+ * whose emptyDirs, writable layers and logs together pass the sum of its containers' limits.
+ */
+export interface EphemeralStorage {
+    readonly request: string;
+    readonly limit: string;
+}
+
+/** Requests and limits from validated config, with the container's ephemeral storage. */
+export function resourceRequirements(r: Resources, storage: EphemeralStorage): k8s.types.input.core.v1.ResourceRequirements {
     return {
-        requests: { cpu: r.cpuRequest, memory: r.memoryRequest },
-        limits: { cpu: r.cpuLimit, memory: r.memoryLimit },
+        requests: { cpu: r.cpuRequest, memory: r.memoryRequest, "ephemeral-storage": storage.request },
+        limits: { cpu: r.cpuLimit, memory: r.memoryLimit, "ephemeral-storage": storage.limit },
     };
 }
 

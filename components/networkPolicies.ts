@@ -29,10 +29,20 @@ export interface NetworkPoliciesArgs {
      * @default undefined: no Ingress, no rule for a controller
      */
     readonly ingressControllerNamespace?: string;
+    /**
+     * CIDRs outside the cluster admitted to the server's port: load balancers that send traffic
+     * straight to pod IPs (AWS load balancers in IP target mode, for one).
+     * @default []: nothing from outside the cluster
+     */
+    readonly sourceRanges?: readonly string[];
+    /**
+     * Address of NodeLocal DNSCache, which answers DNS on every node at a link-local address
+     * instead of the kube-system pods; admitted for DNS besides them.
+     * @default undefined: cluster DNS in kube-system only
+     */
+    readonly nodeLocalDnsAddress?: string;
 }
 
-/** Namespace the ingress-nginx controller installs into by default. */
-export const DEFAULT_INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx";
 /** Namespace of the cluster DNS (CoreDNS or kube-dns) in every conformant cluster. */
 export const DNS_NAMESPACE = "kube-system";
 /** Label every namespace carries with its own name (Kubernetes 1.22 and later). */
@@ -41,10 +51,14 @@ const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
 type Rule = k8s.types.input.networking.v1.NetworkPolicyIngressRule;
 type EgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
 
-/** Egress to the cluster DNS on port 53, UDP and TCP (large answers fall back to TCP). */
-export function dnsEgress(): EgressRule {
+/**
+ * Egress to the cluster DNS on port 53, UDP and TCP (large answers fall back to TCP): the DNS pods
+ * in kube-system, and NodeLocal DNSCache's node-local address when the cluster runs it.
+ */
+export function dnsEgress(nodeLocalDnsAddress?: string): EgressRule {
+    const nodeLocal = nodeLocalDnsAddress === undefined ? [] : [{ ipBlock: { cidr: `${nodeLocalDnsAddress}/${nodeLocalDnsAddress.includes(":") ? 128 : 32}` } }];
     return {
-        to: [{ namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: DNS_NAMESPACE } } }],
+        to: [{ namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: DNS_NAMESPACE } } }, ...nodeLocal],
         ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }],
     };
 }
@@ -94,6 +108,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
         const pods = (selector: PodSelector) => ({ podSelector: { matchLabels: { ...selector } } });
         const tcp = (port: number) => ({ protocol: "TCP", port });
         const toPostgres: EgressRule = { to: [pods(args.postgres.podSelector)], ports: [tcp(args.postgres.port)] };
+        const dns = dnsEgress(args.nodeLocalDnsAddress);
         const toS3: EgressRule = {
             // S3 has no fixed addresses; the port is the limit.
             to: [{ ipBlock: { cidr: "0.0.0.0/0" } }, { ipBlock: { cidr: "::/0" } }],
@@ -128,13 +143,19 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 ports: [tcp(args.trackingServer.port)],
             });
         }
+        if ((args.sourceRanges ?? []).length > 0) {
+            serverIngress.push({
+                from: args.sourceRanges!.map((cidr) => ({ ipBlock: { cidr } })),
+                ports: [tcp(args.trackingServer.port)],
+            });
+        }
         const server = new k8s.networking.v1.NetworkPolicy(`${name}-tracking-server`, {
             metadata: metadata("tracking-server-network-policy"),
             spec: {
                 podSelector: { matchLabels: { ...args.trackingServer.podSelector } },
                 policyTypes: ["Ingress", "Egress"],
                 ingress: serverIngress,
-                egress: [dnsEgress(), toPostgres, toS3],
+                egress: [dns, toPostgres, toS3],
             },
         }, child);
 
@@ -146,7 +167,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                     podSelector: { matchLabels: { ...workload.podSelector } },
                     policyTypes: ["Ingress", "Egress"],
                     ingress: [],
-                    egress: [dnsEgress(), toPostgres, toS3],
+                    egress: [dns, toPostgres, toS3],
                 },
             }, child));
 

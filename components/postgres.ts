@@ -4,7 +4,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { Resources, VolumeRetention } from "./config";
-import { checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
+import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import { POSTGRES_IMAGE, POSTGRES_UID, POSTGRES_VERSION } from "./versions";
 
 /** Port PostgreSQL listens on. */
@@ -30,6 +30,11 @@ export const SCRIPTS_DIR = path.join(__dirname, "postgres-scripts");
 /** Where those scripts are mounted. */
 const SCRIPTS_MOUNT = "/opt/mlflow/postgres";
 const DATA_MOUNT = "/var/lib/postgresql/data";
+/**
+ * The data is on the claim; ephemeral storage holds the socket directory (16Mi), /tmp (256Mi: sorts
+ * and temp files spill to the data directory, not here) and the logs.
+ */
+const EPHEMERAL: EphemeralStorage = { request: "64Mi", limit: "512Mi" };
 
 /** Where a client finds the database and the Secret holding its login. */
 export interface DatabaseConnection {
@@ -236,7 +241,7 @@ export class Postgres extends pulumi.ComponentResource {
                             imagePullPolicy: "IfNotPresent",
                             command: ["bash", `${SCRIPTS_MOUNT}/sync-passwords.sh`],
                             env,
-                            resources: resourceRequirements(args.resources),
+                            resources: resourceRequirements(args.resources, EPHEMERAL),
                             securityContext: containerSecurityContext(),
                             volumeMounts: [dataMount, runMount, tmpMount, scriptsMount],
                         }],
@@ -248,7 +253,7 @@ export class Postgres extends pulumi.ComponentResource {
                             args: ["postgres", "-c", `max_connections=${args.maxConnections}`],
                             ports: [{ name: "postgres", containerPort: POSTGRES_PORT, protocol: "TCP" }],
                             env,
-                            resources: resourceRequirements(args.resources),
+                            resources: resourceRequirements(args.resources, EPHEMERAL),
                             securityContext: containerSecurityContext(),
                             // Until the first start finishes initialising, the server listens on its
                             // socket only, so the TCP check also waits out the init scripts.

@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { DefaultPermission, Resources } from "./config";
-import { checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
+import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
     AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
     allowedHosts, authConfigIni, authMigrationArgs, databaseUri, serverArgs, trackingMigrationArgs,
@@ -12,10 +12,24 @@ import { S3Access, s3CredentialsSecret, s3Env } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
 /**
- * How long Pulumi waits for the Job and the Deployment. The `-full` image is large; its first pull
+ * How long Pulumi waits for the Deployment to roll out. The `-full` image is large; its first pull
  * on a fresh node can outlast the provider's 10-minute default.
  */
-const IMAGE_PULL_TIMEOUT = "20m";
+export const ROLLOUT_TIMEOUT_SECONDS = 20 * 60;
+/**
+ * How long the migration Job may run, image pull included: the pull (up to the rollout timeout), a
+ * backup of both databases, then the migrations of a large store.
+ */
+export const MIGRATION_DEADLINE_SECONDS = 3 * 3600;
+/** Pulumi waits for the Job a little longer than the Job itself may run, so Kubernetes ends it first. */
+const MIGRATION_TIMEOUT = `${MIGRATION_DEADLINE_SECONDS + 5 * 60}s`;
+/**
+ * Ephemeral storage: the server spools proxied uploads to /tmp (an emptyDir of {@link TMP_SIZE})
+ * before they go to S3; logs go to the node. The Job's containers write next to nothing.
+ */
+const TMP_SIZE = "4Gi";
+const SERVER_STORAGE: EphemeralStorage = { request: "512Mi", limit: "5Gi" };
+const JOB_STORAGE: EphemeralStorage = { request: "64Mi", limit: "1Gi" };
 
 /** Keys of the Secret holding the server's own secrets. */
 export const SERVER_SECRET_KEYS = Object.freeze({
@@ -159,11 +173,11 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const container = {
             image: MLFLOW_IMAGE,
             imagePullPolicy: "IfNotPresent",
-            resources: resourceRequirements(args.resources),
+            resources: resourceRequirements(args.resources, JOB_STORAGE),
             securityContext: containerSecurityContext(),
             workingDir: "/tmp",
         };
-        const tmpVolume = emptyDir("tmp", "4Gi");
+        const tmpVolume = emptyDir("tmp", TMP_SIZE);
         const tmpMount = { name: "tmp", mountPath: "/tmp" };
 
         // --- Schema migration ----------------------------------------------------------------
@@ -180,7 +194,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             },
             spec: {
                 backoffLimit: 6,
-                activeDeadlineSeconds: 900,
+                activeDeadlineSeconds: MIGRATION_DEADLINE_SECONDS,
                 template: {
                     metadata: { labels: labels(name, "db-migration", MLFLOW_VERSION) },
                     spec: {
@@ -206,7 +220,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     },
                 },
             },
-        }, { ...child, customTimeouts: { create: IMAGE_PULL_TIMEOUT, update: IMAGE_PULL_TIMEOUT } });
+        }, { ...child, customTimeouts: { create: MIGRATION_TIMEOUT, update: MIGRATION_TIMEOUT } });
 
         // --- Server --------------------------------------------------------------------------
         const args_ = pulumi.all([db, args.artifactsDestination, args.namespace]).apply(([uris, destination, ns]) => serverArgs({
@@ -251,6 +265,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         },
                         containers: [{
                             ...container,
+                            resources: resourceRequirements(args.resources, SERVER_STORAGE),
                             name: "mlflow",
                             command: ["mlflow"],
                             args: args_,
@@ -259,7 +274,10 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             // /health answers without auth and skips the Host check.
                             startupProbe: { httpGet: httpGetHealth, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
                             readinessProbe: { httpGet: httpGetHealth, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
-                            livenessProbe: { httpGet: httpGetHealth, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 5 },
+                            // Liveness asks only whether the server still accepts connections: a
+                            // server busy enough to answer /health slowly leaves the Service (readiness)
+                            // instead of being restarted under load, which would only add to the load.
+                            livenessProbe: { tcpSocket: { port: "http" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 3 },
                             volumeMounts: [
                                 tmpMount,
                                 { name: "auth-config", mountPath: AUTH_CONFIG_DIR, readOnly: true },
@@ -272,7 +290,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     },
                 },
             },
-        }, { ...child, dependsOn: [migration], customTimeouts: { create: IMAGE_PULL_TIMEOUT, update: IMAGE_PULL_TIMEOUT } });
+        }, { ...child, dependsOn: [migration], customTimeouts: { create: `${ROLLOUT_TIMEOUT_SECONDS}s`, update: `${ROLLOUT_TIMEOUT_SECONDS}s` } });
 
         const service = new k8s.core.v1.Service(`${name}-service`, {
             metadata: { ...meta, name: SERVICE_NAME },

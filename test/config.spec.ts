@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, cronProblems, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
+import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
 import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
 
 /** A reader over a stack's real configuration with some keys replaced (undefined removes one). */
@@ -151,6 +151,13 @@ describe("config", () => {
             ["a backup prefix equal to the artifact prefix", { backupPrefix: "mlflow" }, "backupPrefix", /must not be mlflow-k8s:artifactPrefix/],
             ["a backup prefix inside the artifact prefix", { backupPrefix: "mlflow/backups" }, "backupPrefix", /server's identity may never reach the backups/],
             ["an artifact prefix inside the backup prefix", { artifactPrefix: "backups/mlflow" }, "backupPrefix", /inside it or around it/],
+            ["a CORS origin with a path", { corsAllowedOrigins: "https://notebooks.example.com/lab" }, "corsAllowedOrigins", /scheme:\/\/host\[:port\], no path/],
+            ["a CORS wildcard", { corsAllowedOrigins: "*" }, "corsAllowedOrigins", /'\*' is not allowed/],
+            ["a CORS origin without a scheme", { corsAllowedOrigins: "notebooks.example.com" }, "corsAllowedOrigins", /origins/],
+            ["an ingress controller namespace with capitals", { ingressControllerNamespace: "Ingress" }, "ingressControllerNamespace", /DNS-1123 label/],
+            ["a source range without a prefix length", { ingressSourceRanges: "10.0.0.0" }, "ingressSourceRanges", /CIDRs/],
+            ["a source range with a bad prefix length", { ingressSourceRanges: "10.0.0.0/33" }, "ingressSourceRanges", /CIDRs/],
+            ["a NodeLocal DNS address that is not an IP", { nodeLocalDnsAddress: "dns.local" }, "nodeLocalDnsAddress", /IP address/],
         ];
         for (const [what, overrides, key, allowed] of cases) {
             it(`rejects ${what}`, () => expectRejected(overrides, key, allowed));
@@ -205,6 +212,18 @@ describe("config", () => {
             expect(parse({ backupPrefix: "mlflow-backups" }).backup.prefix).to.equal("mlflow-backups");
             expect(prefixesOverlap("mlflow", "mlflow-backups")).to.equal(false);
             expect(prefixesOverlap("a/b", "a")).to.equal(true);
+        });
+
+        it("accepts lists of origins and CIDRs, IPv4 and IPv6, trimming blanks", () => {
+            const c = parse({ corsAllowedOrigins: "https://a.example.com, http://localhost:3000", ingressSourceRanges: "10.0.0.0/16, fd00::/8", nodeLocalDnsAddress: "fd00::10" });
+            expect(c.mlflow.corsAllowedOrigins).to.deep.equal(["https://a.example.com", "http://localhost:3000"]);
+            expect(c.network.sourceRanges).to.deep.equal(["10.0.0.0/16", "fd00::/8"]);
+            expect(c.network.nodeLocalDnsAddress).to.equal("fd00::10");
+            expect(isOrigin("https://a.example.com:8443")).to.equal(true);
+            expect(isOrigin("https://a.example.com/")).to.equal(false);
+            expect(isCidr("192.168.1.0/24")).to.equal(true);
+            expect(isCidr("192.168.1.0/24/1")).to.equal(false);
+            expect(parse({ nodeLocalDnsAddress: "" }).network.nodeLocalDnsAddress).to.equal(undefined);
         });
 
         it("treats an empty optional value as unset", () => {

@@ -5,6 +5,8 @@ import { NETWORK_RULES, networkIsolationFindings, selects } from "../policy/chec
 import { podTemplates } from "../policy/checks/podSecurity";
 import { connectionAllowed, Endpoint, PodEndpoint } from "./support/networkSim";
 import { RenderedRun, renderedRun, RUN_LABELS } from "./support/runs";
+import { kubernetesManifests } from "../scripts/render";
+import { runProgram } from "./harness";
 
 const podsOf = (objects: readonly any[], kind: string, name?: RegExp): PodEndpoint => {
     const obj = objects.find((o) => o.kind === kind && (name === undefined || name.test(o.metadata.name)));
@@ -131,6 +133,28 @@ describe("NetworkPolicies", () => {
                 const server = r.objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name.includes("tracking-server"));
                 expect(server.spec.ingress, stack).to.have.length(1);
             }
+        });
+    });
+
+    describe("fitted to the cluster by config", () => {
+        it("admits the configured ingress controller namespace, and load balancers from the source ranges only", async () => {
+            const run = await runProgram("dev", { ingressHost: "mlflow.example.com", ingressControllerNamespace: "traefik", ingressSourceRanges: "10.20.0.0/16" });
+            const objects = kubernetesManifests(run).map((m) => m.object);
+            const server = podsOf(objects, "Deployment");
+            const port = 5000;
+            expect(connectionAllowed(objects, { namespace: "traefik", labels: { app: "traefik" } }, server, port)).to.equal(true);
+            expect(connectionAllowed(objects, { ip: "10.20.3.4" }, server, port), "a load balancer in IP mode").to.equal(true);
+            expect(connectionAllowed(objects, { ip: "10.21.3.4" }, server, port)).to.equal(false);
+            expect(connectionAllowed(objects, { ip: "10.20.3.4" }, server, 22)).to.equal(false);
+        });
+
+        it("lets pods resolve names through NodeLocal DNSCache, or only kube-system when it is not used", async () => {
+            const withCache = (await renderedRun("dev")).objects;
+            const server = podsOf(withCache, "Deployment");
+            expect(connectionAllowed(withCache, server, { ip: "169.254.20.10" }, 53, "UDP")).to.equal(true);
+            expect(connectionAllowed(withCache, server, { ip: "169.254.20.10" }, 80)).to.equal(false);
+            const without = kubernetesManifests(await runProgram("dev", { nodeLocalDnsAddress: "" })).map((m) => m.object);
+            expect(connectionAllowed(without, podsOf(without, "Deployment"), { ip: "169.254.20.10" }, 53, "UDP")).to.equal(false);
         });
     });
 

@@ -141,8 +141,8 @@ describe("Postgres", () => {
 
         it("takes resources from config", () => {
             expect(container.resources).to.deep.equal({
-                requests: { cpu: "100m", memory: "256Mi" },
-                limits: { cpu: "1", memory: "512Mi" },
+                requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
+                limits: { cpu: "1", memory: "512Mi", "ephemeral-storage": "512Mi" },
             });
         });
 

@@ -76,6 +76,12 @@ describe("the whole program", () => {
                 }
             });
 
+            it("exports no output as undefined (Pulumi warns about each on every update)", () => {
+                const undefinedOutputs = Object.entries(run.outputs).filter(([, v]) => v === undefined).map(([k]) => k);
+                expect(undefinedOutputs).to.deep.equal([]);
+                expect(run.outputs.ingressUrl, "no Ingress on this stack").to.equal("");
+            });
+
             it("marks every Secret's content secret", () => {
                 for (const s of run.ofType("kubernetes:core/v1:Secret")) {
                     expect(s.secretPaths, s.name).to.include("stringData");

@@ -54,6 +54,10 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     backupSchedule: [{ backupSchedule: "@hourly" }, { backupSchedule: "0 0 1 1 *" }],
     backupRetentionDays: [{ backupRetentionDays: 1 }, { backupRetentionDays: 3650 }],
     backupPrefix: [{ backupPrefix: "db-backups" }],
+    corsAllowedOrigins: [{ corsAllowedOrigins: "https://notebooks.example.com,http://localhost:3000" }],
+    ingressControllerNamespace: [{ ingressHost: "mlflow.example.com", ingressControllerNamespace: "traefik" }],
+    ingressSourceRanges: [{ ingressSourceRanges: "10.0.0.0/16,fd00::/8" }],
+    nodeLocalDnsAddress: [{ nodeLocalDnsAddress: "" }, { nodeLocalDnsAddress: "169.254.25.10" }],
 };
 
 /** Bumps of the pinned versions in components/versions.ts, each with the values derived from it. */

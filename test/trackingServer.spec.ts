@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT } from "../components/mlflowSettings";
 import { S3_SECRET_KEYS } from "../components/s3Credentials";
-import { SERVER_SECRET_KEYS } from "../components/trackingServer";
+import { parseQuantity } from "../components/config";
+import { MIGRATION_DEADLINE_SECONDS, ROLLOUT_TIMEOUT_SECONDS, SERVER_SECRET_KEYS } from "../components/trackingServer";
 import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
 import { ProgramRun, stackRun, variantRun } from "./harness";
 
@@ -118,16 +119,34 @@ describe("MlflowTrackingServer", () => {
             expect(flag(server.args, "--workers")).to.equal("2");
             expect(env.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE.value).to.equal("5");
             expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("5");
-            expect(server.resources).to.deep.equal({ requests: { cpu: "100m", memory: "512Mi" }, limits: { cpu: "2", memory: "1536Mi" } });
+            expect(server.resources).to.deep.include({ requests: { cpu: "100m", memory: "512Mi", "ephemeral-storage": "512Mi" } });
+            expect(server.resources.limits).to.include({ cpu: "2", memory: "1536Mi" });
         });
     });
 
     describe("pod", () => {
-        it("probes /health, which needs neither auth nor an allowed Host, liveness differently from readiness", () => {
-            for (const probe of ["readinessProbe", "livenessProbe", "startupProbe"]) {
+        it("probes readiness on /health, which needs neither auth nor an allowed Host, and liveness on the open port only", () => {
+            for (const probe of ["readinessProbe", "startupProbe"]) {
                 expect(server[probe].httpGet, probe).to.deep.equal({ path: "/health", port: "http" });
             }
-            expect(server.readinessProbe).to.not.deep.equal(server.livenessProbe);
+            expect(server.livenessProbe.tcpSocket).to.deep.equal({ port: "http" });
+            expect(server.livenessProbe.httpGet).to.equal(undefined);
+            // A server slow under load leaves the Service long before it would be restarted.
+            const budget = (p: any) => p.periodSeconds * p.failureThreshold;
+            expect(budget(server.livenessProbe)).to.be.greaterThan(budget(server.readinessProbe));
+        });
+
+        it("requests and limits ephemeral storage in every container, covering the emptyDirs it writes", () => {
+            const all = [...run.ofType(DEPLOYMENT), ...run.ofType(JOB), ...run.ofType("kubernetes:apps/v1:StatefulSet")]
+                .flatMap((w) => [...(w.inputs.spec.template.spec.initContainers ?? []), ...w.inputs.spec.template.spec.containers]);
+            expect(all.length).to.be.at.least(6);
+            for (const c of all) {
+                expect(c.resources.requests["ephemeral-storage"], c.name).to.be.a("string");
+                expect(parseQuantity(c.resources.limits["ephemeral-storage"]), c.name)
+                    .to.be.at.least(parseQuantity(c.resources.requests["ephemeral-storage"]));
+            }
+            const tmp = pod.volumes.find((v: any) => v.name === "tmp").emptyDir.sizeLimit;
+            expect(parseQuantity(server.resources.limits["ephemeral-storage"]), "the spooled uploads fit").to.be.greaterThan(parseQuantity(tmp));
         });
 
         it("runs restricted with a read-only root and a writable /tmp", () => {
@@ -190,6 +209,12 @@ describe("MlflowTrackingServer", () => {
                     expect(volumes.has(m.name), `${c.name} mounts ${m.name}`).to.equal(true);
                 }
             }
+        });
+
+        it("may run longer than an image pull, and Pulumi waits for it longer than it may run", () => {
+            const job = run.one(JOB);
+            expect(job.inputs.spec.activeDeadlineSeconds).to.equal(MIGRATION_DEADLINE_SECONDS);
+            expect(MIGRATION_DEADLINE_SECONDS, "pull, backup and migrations").to.be.greaterThan(ROLLOUT_TIMEOUT_SECONDS + 30 * 60);
         });
 
         it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready", () => {
