@@ -107,6 +107,7 @@ const server = new MlflowTrackingServer("mlflow", {
     adminUsername: config.mlflow.adminUsername,
     defaultPermission: config.mlflow.defaultPermission,
     ingress: config.mlflow.ingress,
+    corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
 }, { ...k8sOpts, dependsOn: [namespace, postgres] });
 
 new NetworkPolicies("mlflow-network", {

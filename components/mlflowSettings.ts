@@ -58,12 +58,24 @@ export function allowedHosts(namespace: string, ingressHost?: string): string[] 
     return hosts;
 }
 
+/**
+ * Browser origins allowed to make state-changing API calls (`--cors-allowed-origins`): MLflow
+ * refuses a POST, PUT, PATCH or DELETE whose `Origin` is not localhost or listed, so a UI served
+ * through the Ingress needs its own origin here. Then any extra origins from config.
+ */
+export function corsAllowedOrigins(ingress: { host: string; tls: boolean } | undefined, extra: readonly string[]): string[] {
+    const origins = ingress === undefined ? [] : [`${ingress.tls ? "https" : "http"}://${ingress.host}`];
+    return [...new Set([...origins, ...extra])];
+}
+
 /** Arguments of {@link serverArgs}. */
 export interface ServerOptions {
     readonly backendStoreUri: string;
     readonly artifactsDestination: string;
     readonly workers: number;
     readonly allowedHosts: readonly string[];
+    /** Origins besides localhost allowed to write; none leaves MLflow's default (localhost only). */
+    readonly corsAllowedOrigins?: readonly string[];
 }
 
 /**
@@ -82,6 +94,7 @@ export function serverArgs(o: ServerOptions): string[] {
         "--artifacts-destination", o.artifactsDestination,
         "--app-name", "basic-auth",
         "--allowed-hosts", o.allowedHosts.join(","),
+        ...((o.corsAllowedOrigins ?? []).length > 0 ? ["--cors-allowed-origins", o.corsAllowedOrigins!.join(",")] : []),
         "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS}`,
     ];
 }

@@ -1,3 +1,4 @@
+import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
@@ -5,9 +6,9 @@ import type { DefaultPermission, Resources } from "./config";
 import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
     AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
-    allowedHosts, authConfigIni, authMigrationArgs, databaseUri, serverArgs, trackingMigrationArgs,
+    allowedHosts, authConfigIni, authMigrationArgs, corsAllowedOrigins, databaseUri, serverArgs, trackingMigrationArgs,
 } from "./mlflowSettings";
-import { DatabaseConnection, libpqEnv } from "./postgres";
+import { DatabaseConnection, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
@@ -35,7 +36,11 @@ const JOB_STORAGE: EphemeralStorage = { request: "64Mi", limit: "1Gi" };
 export const SERVER_SECRET_KEYS = Object.freeze({
     adminPassword: "admin-password",
     flaskSecretKey: "flask-secret-key",
+    kekPassphrase: "kek-passphrase",
 });
+/** Directory of the scripts the server's pods run, and where they are mounted. */
+export const SERVER_SCRIPTS_DIR = path.join(__dirname, "server-scripts");
+const SCRIPTS_MOUNT = "/opt/mlflow/server";
 
 /** Arguments of {@link MlflowTrackingServer}. */
 export interface MlflowTrackingServerArgs {
@@ -80,6 +85,11 @@ export interface MlflowTrackingServerArgs {
      * @default undefined: reach the server with `kubectl port-forward` or from inside the cluster
      */
     readonly ingress?: { readonly host: string; readonly className?: string; readonly tlsSecretName?: string };
+    /**
+     * Browser origins, besides the Ingress's own and localhost, allowed to make state-changing calls.
+     * @default []
+     */
+    readonly corsAllowedOrigins?: readonly string[];
 }
 
 /**
@@ -125,6 +135,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         }, child);
         // Flask signs sessions and CSRF tokens with it; every replica must share the same one.
         const flaskSecretKey = new random.RandomPassword(`${name}-flask-secret-key`, { length: 64, special: false }, child);
+        // Wraps the keys that encrypt AI gateway secrets in the database. Unset, MLflow falls back to
+        // a passphrase published in its source. Shared by every replica; see README for rotation.
+        const kekPassphrase = new random.RandomPassword(`${name}-kek-passphrase`, { length: 64, special: false }, child);
         this.adminPassword = pulumi.secret(adminPassword.result);
         this.adminUsername = args.adminUsername;
 
@@ -134,6 +147,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             stringData: {
                 [SERVER_SECRET_KEYS.adminPassword]: this.adminPassword,
                 [SERVER_SECRET_KEYS.flaskSecretKey]: pulumi.secret(flaskSecretKey.result),
+                [SERVER_SECRET_KEYS.kekPassphrase]: pulumi.secret(kekPassphrase.result),
             },
         }, child);
 
@@ -146,6 +160,10 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const authConfig = new k8s.core.v1.ConfigMap(`${name}-auth-config`, {
             metadata: meta,
             data: { [AUTH_CONFIG_FILE]: authIni },
+        }, child);
+        const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
+            metadata: meta,
+            data: readFiles(SERVER_SCRIPTS_DIR),
         }, child);
 
         const databaseEnv: k8s.types.input.core.v1.EnvVar[] = [
@@ -161,6 +179,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
             secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
             secretEnv("MLFLOW_FLASK_SERVER_SECRET_KEY", serverSecret.metadata.name, SERVER_SECRET_KEYS.flaskSecretKey),
+            secretEnv("MLFLOW_CRYPTO_KEK_PASSPHRASE", serverSecret.metadata.name, SERVER_SECRET_KEYS.kekPassphrase),
             { name: "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", value: String(args.dbPool.size) },
             { name: "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", value: String(args.dbPool.maxOverflow) },
         ];
@@ -179,6 +198,20 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         };
         const tmpVolume = emptyDir("tmp", TMP_SIZE);
         const tmpMount = { name: "tmp", mountPath: "/tmp" };
+        const scriptsVolume = { name: "scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } };
+        // The admin user as the stack says: created, or given the Secret's password and the admin flag.
+        const syncAdmin = {
+            ...container,
+            name: "sync-admin",
+            command: ["python"],
+            args: db.apply((u) => [`${SCRIPTS_MOUNT}/sync_admin.py`, u.auth]),
+            env: [
+                ...databaseEnv,
+                { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
+                secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
+            ],
+            volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }],
+        };
 
         // --- Schema migration ----------------------------------------------------------------
         // The server refuses a database at an older schema, and concurrent first starts of many
@@ -207,8 +240,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             args: db.apply((u) => trackingMigrationArgs(u.tracking)),
                             env: databaseEnv,
                             volumeMounts: [tmpMount],
-                        }],
-                        containers: [{
+                        }, {
                             ...container,
                             name: "migrate-auth",
                             command: ["python"],
@@ -216,7 +248,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             env: databaseEnv,
                             volumeMounts: [tmpMount],
                         }],
-                        volumes: [tmpVolume, ...(args.preMigrationBackup?.volumes ?? [])],
+                        containers: [syncAdmin],
+                        volumes: [tmpVolume, scriptsVolume, ...(args.preMigrationBackup?.volumes ?? [])],
                     },
                 },
             },
@@ -228,13 +261,17 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             artifactsDestination: destination,
             workers: args.workers,
             allowedHosts: allowedHosts(ns, args.ingress?.host),
+            corsAllowedOrigins: corsAllowedOrigins(
+                args.ingress === undefined ? undefined : { host: args.ingress.host, tls: args.ingress.tlsSecretName !== undefined },
+                args.corsAllowedOrigins ?? []),
         }));
         // Pods roll when anything they read changes, Secrets included (hashed, never exposed). The
         // values are the ones the program puts into the Secrets, not the Secrets' outputs: the
         // provider's outputs are the live objects, which have `data` and never `stringData`, so a
         // preview would see the hash as unknown and propose a rollout on every run.
         const configChecksum = pulumi.all([
-            args.s3.accessKeyId, args.s3.secretAccessKey, args.s3.region, this.adminPassword, flaskSecretKey.result, authIni, args_,
+            args.s3.accessKeyId, args.s3.secretAccessKey, args.s3.region, this.adminPassword, flaskSecretKey.result, kekPassphrase.result,
+            authIni, readFiles(SERVER_SCRIPTS_DIR), args_,
             args.database.secretName, args.databasePassword, s3Secret.metadata.name, serverSecret.metadata.name,
         ]).apply((values) => checksum(...values));
 
@@ -263,6 +300,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                                 }],
                             },
                         },
+                        initContainers: [syncAdmin],
                         containers: [{
                             ...container,
                             resources: resourceRequirements(args.resources, SERVER_STORAGE),
@@ -285,6 +323,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         }],
                         volumes: [
                             tmpVolume,
+                            scriptsVolume,
                             { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
                         ],
                     },

@@ -1,9 +1,18 @@
 import { expect } from "chai";
 import {
-    KEEP_ALIVE_SECONDS, allowedHosts, authConfigIni, authMigrationArgs, databaseUri, serverArgs, trackingMigrationArgs,
+    KEEP_ALIVE_SECONDS, allowedHosts, authConfigIni, authMigrationArgs, corsAllowedOrigins, databaseUri, serverArgs, trackingMigrationArgs,
 } from "../components/mlflowSettings";
 
 describe("mlflowSettings", () => {
+    it("allows writes from the Ingress's origin, with its scheme, and from extra origins, once each", () => {
+        expect(corsAllowedOrigins(undefined, [])).to.deep.equal([]);
+        expect(corsAllowedOrigins({ host: "mlflow.example.com", tls: true }, [])).to.deep.equal(["https://mlflow.example.com"]);
+        expect(corsAllowedOrigins({ host: "mlflow.example.com", tls: false }, ["http://mlflow.example.com", "https://nb.example.com"]))
+            .to.deep.equal(["http://mlflow.example.com", "https://nb.example.com"]);
+        const args = serverArgs({ backendStoreUri: "u", artifactsDestination: "s3://b/p", workers: 1, allowedHosts: ["h"], corsAllowedOrigins: ["https://a", "https://b"] });
+        expect(args[args.indexOf("--cors-allowed-origins") + 1]).to.equal("https://a,https://b");
+    });
+
     it("builds a psycopg2 URI with no credentials in it", () => {
         expect(databaseUri({ host: "db.ns.svc.cluster.local", port: 5432, database: "mlflow" }))
             .to.equal("postgresql+psycopg2://db.ns.svc.cluster.local:5432/mlflow");

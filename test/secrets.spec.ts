@@ -7,10 +7,10 @@ import { renderedRun, RUN_LABELS } from "./support/runs";
 describe("secrets hygiene", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("generates the credentials it hunts for: four passwords and two access keys", async () => {
+            it("generates the credentials it hunts for: five passwords and two access keys", async () => {
                 const { run } = await renderedRun(label);
-                expect(run.credentials).to.have.length(8);
-                expect(new Set(run.credentials).size).to.equal(8);
+                expect(run.credentials).to.have.length(9);
+                expect(new Set(run.credentials).size).to.equal(9);
             });
 
             it("leaks no credential into a non-Secret object, env literal, ConfigMap, component args or plain output", async () => {

@@ -4,7 +4,7 @@ import { S3_SECRET_KEYS } from "../components/s3Credentials";
 import { parseQuantity } from "../components/config";
 import { MIGRATION_DEADLINE_SECONDS, ROLLOUT_TIMEOUT_SECONDS, SERVER_SECRET_KEYS } from "../components/trackingServer";
 import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
-import { ProgramRun, stackRun, variantRun } from "./harness";
+import { ProgramRun, runProgram, stackRun, variantRun } from "./harness";
 
 const DEPLOYMENT = "kubernetes:apps/v1:Deployment";
 const JOB = "kubernetes:batch/v1:Job";
@@ -149,6 +149,29 @@ describe("MlflowTrackingServer", () => {
             expect(parseQuantity(server.resources.limits["ephemeral-storage"]), "the spooled uploads fit").to.be.greaterThan(parseQuantity(tmp));
         });
 
+        it("sets the admin user from the Secret before every start, with the script the migration Job runs too", () => {
+            const [sync] = pod.initContainers;
+            const job = run.one(JOB).inputs.spec.template.spec;
+            expect(sync.name).to.equal("sync-admin");
+            expect(job.containers[0]).to.deep.equal(sync);
+            expect(sync.image).to.equal(MLFLOW_IMAGE);
+            expect(sync.args).to.deep.equal(["/opt/mlflow/server/sync_admin.py", `postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow_auth`]);
+            const syncEnv = Object.fromEntries(sync.env.map((e: any) => [e.name, e]));
+            expect(syncEnv.MLFLOW_AUTH_ADMIN_USERNAME.value).to.equal("admin");
+            expect(syncEnv.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef);
+            const scripts = run.one("kubernetes:core/v1:ConfigMap", /^mlflow-scripts$/);
+            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["sync_admin.py"]);
+        });
+
+        it("encrypts gateway secrets with a generated KEK passphrase from the Secret, never MLflow's public default", () => {
+            const secret = run.one("kubernetes:core/v1:Secret", /-server$/);
+            expect(env.MLFLOW_CRYPTO_KEK_PASSPHRASE.valueFrom.secretKeyRef).to.deep.equal({ name: secret.state.metadata.name, key: "kek-passphrase" });
+            const kek = run.one("random:index/randomPassword:RandomPassword", /kek-passphrase/);
+            expect(kek.inputs.length).to.be.at.least(32);
+            expect(kek.inputs.keepers, "a new passphrase needs the rotation of README").to.equal(undefined);
+            expect(secret.inputs.stringData["kek-passphrase"]).to.equal(kek.state.result);
+        });
+
         it("runs restricted with a read-only root and a writable /tmp", () => {
             expect(pod.securityContext).to.include({ runAsNonRoot: true, runAsUser: MLFLOW_UID, fsGroup: MLFLOW_UID });
             expect(server.securityContext).to.deep.include({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true });
@@ -173,8 +196,7 @@ describe("MlflowTrackingServer", () => {
     describe("migration Job", () => {
         it("upgrades the tracking schema, then the auth schema, with the server's image and database settings", () => {
             const job = run.one(JOB).inputs.spec.template.spec;
-            const tracking = job.initContainers.at(-1);
-            const [auth] = job.containers;
+            const [tracking, auth] = job.initContainers.slice(-2);
             expect(tracking.image).to.equal(MLFLOW_IMAGE);
             expect(tracking.command).to.deep.equal(["mlflow"]);
             expect(tracking.args).to.deep.equal(["db", "upgrade", flag(server.args, "--backend-store-uri")]);
@@ -187,6 +209,7 @@ describe("MlflowTrackingServer", () => {
                 expect(c.securityContext.readOnlyRootFilesystem).to.equal(true);
             }
             expect(job.restartPolicy).to.equal("OnFailure");
+            expect(job.containers.map((c: any) => c.name), "then the admin user is set as the stack says").to.deep.equal(["sync-admin"]);
             expect(run.one(JOB).inputs.metadata.annotations, "a failed migration is retried by the next update")
                 .to.deep.equal({ "pulumi.com/replaceUnready": "true" });
         });
@@ -243,6 +266,15 @@ describe("MlflowTrackingServer", () => {
             for (const t of ["kubernetes:policy/v1:PodDisruptionBudget", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:networking.k8s.io/v1:Ingress"]) {
                 expect(run.ofType(t), t).to.have.length(0);
             }
+        });
+
+        it("lets browsers on the Ingress's origin, and on configured origins, write through the API", async () => {
+            expect(server.args, "no Ingress: localhost origins only, MLflow's default").to.not.include("--cors-allowed-origins");
+            const tls = await runProgram("minikube", { ingressHost: "mlflow.example.com", ingressTlsSecretName: "tls", corsAllowedOrigins: "https://notebooks.example.com" });
+            const args = tls.one(DEPLOYMENT).inputs.spec.template.spec.containers[0].args;
+            expect(flag(args, "--cors-allowed-origins")).to.equal("https://mlflow.example.com,https://notebooks.example.com");
+            const plain = await runProgram("minikube", { ingressHost: "mlflow.example.com" });
+            expect(flag(plain.one(DEPLOYMENT).inputs.spec.template.spec.containers[0].args, "--cors-allowed-origins")).to.equal("http://mlflow.example.com");
         });
 
         it("adds an Ingress for the configured host, allowed by the Host check", async () => {

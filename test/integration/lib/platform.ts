@@ -338,7 +338,14 @@ export class Platform {
     async startServer(): Promise<ServerPod> {
         const n = ++this.serverStarts;
         const deployment = this.r.one(TYPES.deployment, /deployment/);
-        const lc = this.r.container(deployment, "mlflow", path.join(this.dir, `server-${n}`), { images: this.images });
+        const podDir = path.join(this.dir, `server-${n}`);
+        // Init containers first, each to completion, as the kubelet runs them.
+        for (const c of deployment.inputs.spec.template.spec.initContainers ?? []) {
+            const init = this.r.container(deployment, c.name, podDir, { images: this.images });
+            const result = await runContainer(init, path.join(this.logs, `server-${n}-${c.name}.log`));
+            expect(result.code, `server init container ${c.name}:\n${result.stderr.slice(-3000)}`).to.equal(0);
+        }
+        const lc = this.r.container(deployment, "mlflow", podDir, { images: this.images });
         const httpPort = lc.spec.ports.find((p: any) => p.name === "http");
         expect(httpPort, "container port named http").to.not.equal(undefined);
         // The pod must listen on its own IP on the port its probes and Service name; on this
