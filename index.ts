@@ -106,6 +106,7 @@ const server = new MlflowTrackingServer("mlflow", {
     resources: config.mlflow.resources,
     adminUsername: config.mlflow.adminUsername,
     defaultPermission: config.mlflow.defaultPermission,
+    authCacheTtlSeconds: config.mlflow.authCacheTtlSeconds,
     ingress: config.mlflow.ingress,
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
 }, { ...k8sOpts, dependsOn: [namespace, postgres] });

@@ -8,6 +8,7 @@
  */
 import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
+import { DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, RESERVED_CONNECTIONS, minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB } from "./sizing";
 
 /** The project name, which is also the namespace of every config key (`mlflow-k8s:<key>`). */
 export const PROJECT = "mlflow-k8s";
@@ -81,6 +82,8 @@ export interface StackConfig {
         readonly resources: Resources;
         readonly adminUsername: string;
         readonly defaultPermission: DefaultPermission;
+        /** Seconds each server worker keeps verified credentials (0: verify every request). */
+        readonly authCacheTtlSeconds: number;
         readonly ingress?: {
             readonly host: string;
             readonly className?: string;
@@ -299,6 +302,7 @@ export function parseConfig(read: ConfigReader): StackConfig {
     const adminUsername = string("mlflowAdminUsername", "a user name of letters, digits, '.', '_' or '-', starting with a letter, at most 64 characters",
         (v) => USERNAME.test(v));
     const defaultPermission = oneOf("mlflowDefaultPermission", DEFAULT_PERMISSIONS);
+    const authCacheTtlSeconds = integer("mlflowAuthCacheTtlSeconds", 0, 300);
 
     const ingressHost = optional("ingressHost");
     if (ingressHost !== undefined && !(ingressHost.length <= 253 && DNS1123_SUBDOMAIN.test(ingressHost) && ingressHost.includes("."))) {
@@ -335,15 +339,26 @@ export function parseConfig(read: ConfigReader): StackConfig {
         fail("nodeLocalDnsAddress", nodeLocalDnsAddress, "empty (no NodeLocal DNSCache) or an IP address such as 169.254.20.10");
     }
 
-    // Every server process holds its own pool; together they must fit under max_connections,
-    // keeping room for the migration Job and an operator's psql session.
     if (problems.length === 0) {
-        const peak = Math.max(replicas, maxReplicas) * workers * (dbPoolSize + dbMaxOverflow);
-        const budget = maxConnections - 10;
-        if (peak > budget) {
+        // Every worker of every replica holds one pool per SQLAlchemy engine; together they must fit
+        // under max_connections, keeping room for the migration Job, backups and an operator.
+        const peakReplicas = Math.max(replicas, maxReplicas);
+        const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow });
+        if (budget > maxConnections - RESERVED_CONNECTIONS) {
             fail("mlflowDbPoolSize", dbPoolSize,
-                `replicas (${Math.max(replicas, maxReplicas)}) x workers (${workers}) x (pool ${dbPoolSize} + overflow ${dbMaxOverflow}) = ${peak} ` +
-                `connections exceeds ${PROJECT}:postgresMaxConnections (${maxConnections}) minus 10 reserved; lower the pool or raise max connections`);
+                `replicas (${peakReplicas}) x workers (${workers}) x ${DB_ENGINES_PER_WORKER} engines (tracking, registry, auth, jobs) x ` +
+                `(pool ${dbPoolSize} + overflow ${dbMaxOverflow}) = ${budget} connections exceeds ${PROJECT}:postgresMaxConnections ` +
+                `(${maxConnections}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
+        }
+        // Workers are CPU-bound processes: more than the CPU limit's cores only add memory.
+        const cores = Math.max(1, Math.ceil(parseQuantity(mlflowResources.cpuLimit)));
+        if (workers > cores) {
+            fail("mlflowWorkers", workers, `at most ${cores}, the cores of ${PROJECT}:mlflowCpuLimit (${mlflowResources.cpuLimit}); raise the CPU limit for more workers`);
+        }
+        const minimum = minimumServerMemoryLimitMiB(workers);
+        if (parseQuantity(mlflowResources.memoryLimit) < minimum * 2 ** 20) {
+            fail("mlflowMemoryLimit", mlflowResources.memoryLimit,
+                `at least ${minimum}Mi for ${workers} worker(s): measured peak ${serverMemoryMiB(workers).peak}Mi plus ${MEMORY_HEADROOM * 100}% headroom (components/sizing.ts)`);
         }
     }
 
@@ -361,7 +376,7 @@ export function parseConfig(read: ConfigReader): StackConfig {
         postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
         mlflow: {
             replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
-            adminUsername, defaultPermission,
+            adminUsername, defaultPermission, authCacheTtlSeconds,
             ingress: ingressHost === undefined ? undefined : { host: ingressHost, className: ingressClassName, tlsSecretName },
             corsAllowedOrigins,
         },

@@ -13,6 +13,8 @@ export const SERVICE_NAME = "mlflow-service";
 /** Where the basic-auth configuration file is mounted. */
 export const AUTH_CONFIG_DIR = "/etc/mlflow/auth";
 export const AUTH_CONFIG_FILE = "basic_auth.ini";
+/** Users whose verified credentials each worker keeps (MLflow's default). */
+export const AUTH_CACHE_MAX_SIZE = 10000;
 /**
  * uvicorn's keep-alive, above the 60 s idle timeout of common load balancers and ingress
  * controllers, so a proxy never reuses a connection the server has just closed (HTTP 502).
@@ -99,23 +101,13 @@ export function serverArgs(o: ServerOptions): string[] {
     ];
 }
 
-/** Arguments of `mlflow db upgrade`, which migrates the tracking schema. */
-export function trackingMigrationArgs(backendStoreUri: string): string[] {
-    return ["db", "upgrade", backendStoreUri];
-}
-
-/** Arguments of `python -m mlflow.server.auth db upgrade`, which migrates the auth schema. */
-export function authMigrationArgs(authDatabaseUri: string): string[] {
-    return ["-m", "mlflow.server.auth", "db", "upgrade", "--url", authDatabaseUri];
-}
-
 /**
  * The basic-auth configuration file. It holds no secret: the admin credentials reach the server
  * through `MLFLOW_AUTH_ADMIN_USERNAME`/`MLFLOW_AUTH_ADMIN_PASSWORD` (read by MLflow since 3.x in
  * preference to the file), and the database password through `PGPASSWORD`.
  */
-export function authConfigIni(o: { databaseUri: string; defaultPermission: string }): string {
-    for (const [k, v] of Object.entries(o)) {
+export function authConfigIni(o: { databaseUri: string; defaultPermission: string; cacheTtlSeconds: number }): string {
+    for (const [k, v] of Object.entries({ databaseUri: o.databaseUri, defaultPermission: o.defaultPermission })) {
         // configparser would treat '%' as interpolation and a newline as a new key.
         if (/[%\n\r]/.test(v)) {
             throw new Error(`auth config ${k} must not contain '%' or a line break: ${JSON.stringify(v)}`);
@@ -127,6 +119,11 @@ export function authConfigIni(o: { databaseUri: string; defaultPermission: strin
         `database_uri = ${o.databaseUri}`,
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access = false",
+        // Verified credentials are kept per worker for this long: a password hash (scrypt, about 70 ms
+        // of CPU) is then checked once per user and worker instead of twice per request. A changed or
+        // deleted password keeps working on the other workers for at most this long. 0 turns it off.
+        `auth_cache_ttl_seconds = ${o.cacheTtlSeconds}`,
+        `auth_cache_max_size = ${AUTH_CACHE_MAX_SIZE}`,
         "",
     ].join("\n");
 }

@@ -6,7 +6,7 @@ import type { DefaultPermission, Resources } from "./config";
 import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
     AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
-    allowedHosts, authConfigIni, authMigrationArgs, corsAllowedOrigins, databaseUri, serverArgs, trackingMigrationArgs,
+    allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
 } from "./mlflowSettings";
 import { DatabaseConnection, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env } from "./s3Credentials";
@@ -80,6 +80,8 @@ export interface MlflowTrackingServerArgs {
     readonly adminUsername: string;
     /** Permission of users on resources they were not granted. */
     readonly defaultPermission: DefaultPermission;
+    /** Seconds each worker keeps verified credentials; 0 checks the password hash on every request. */
+    readonly authCacheTtlSeconds: number;
     /**
      * Ingress for the UI and API.
      * @default undefined: reach the server with `kubectl port-forward` or from inside the cluster
@@ -156,7 +158,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             tracking: databaseUri({ host, port: args.database.port, database: args.database.trackingDatabase }),
             auth: databaseUri({ host, port: args.database.port, database: args.database.authDatabase }),
         }));
-        const authIni = db.apply((uris) => authConfigIni({ databaseUri: uris.auth, defaultPermission: args.defaultPermission }));
+        const authIni = db.apply((uris) => authConfigIni({
+            databaseUri: uris.auth, defaultPermission: args.defaultPermission, cacheTtlSeconds: args.authCacheTtlSeconds,
+        }));
         const authConfig = new k8s.core.v1.ConfigMap(`${name}-auth-config`, {
             metadata: meta,
             data: { [AUTH_CONFIG_FILE]: authIni },
@@ -180,6 +184,10 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
             secretEnv("MLFLOW_FLASK_SERVER_SECRET_KEY", serverSecret.metadata.name, SERVER_SECRET_KEYS.flaskSecretKey),
             secretEnv("MLFLOW_CRYPTO_KEK_PASSPHRASE", serverSecret.metadata.name, SERVER_SECRET_KEYS.kekPassphrase),
+            // MLflow's job runner (GenAI judges, evaluations, prompt optimisation, online scoring, trace
+            // archival) adds eight Python processes and about 1.4 GiB to every pod, and its periodic
+            // tasks cannot be limited to one replica: off (docs/adr/0006).
+            { name: "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", value: "false" },
             { name: "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", value: String(args.dbPool.size) },
             { name: "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", value: String(args.dbPool.maxOverflow) },
         ];
@@ -199,24 +207,12 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const tmpVolume = emptyDir("tmp", TMP_SIZE);
         const tmpMount = { name: "tmp", mountPath: "/tmp" };
         const scriptsVolume = { name: "scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } };
-        // The admin user as the stack says: created, or given the Secret's password and the admin flag.
-        const syncAdmin = {
-            ...container,
-            name: "sync-admin",
-            command: ["python"],
-            args: db.apply((u) => [`${SCRIPTS_MOUNT}/sync_admin.py`, u.auth]),
-            env: [
-                ...databaseEnv,
-                { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
-                secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
-            ],
-            volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }],
-        };
 
         // --- Schema migration ----------------------------------------------------------------
         // The server refuses a database at an older schema, and concurrent first starts of many
         // workers race on it: migrate once, to completion, before any server pod starts. A new
-        // image or database gives the Job a new spec, so Pulumi replaces it and it runs again.
+        // image, database, admin name or password (the Secret is replaced, so its name changes)
+        // gives the Job a new spec, so Pulumi replaces it and it runs again.
         const migration = new k8s.batch.v1.Job(`${name}-migrate`, {
             metadata: {
                 ...meta,
@@ -233,22 +229,20 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     spec: {
                         ...podSpecBase,
                         restartPolicy: "OnFailure",
-                        initContainers: [...(args.preMigrationBackup?.initContainers ?? []), {
+                        initContainers: args.preMigrationBackup?.initContainers ?? [],
+                        // Both schemas, then the admin user as the stack says, in one interpreter.
+                        containers: [{
                             ...container,
-                            name: "migrate-tracking",
-                            command: ["mlflow"],
-                            args: db.apply((u) => trackingMigrationArgs(u.tracking)),
-                            env: databaseEnv,
-                            volumeMounts: [tmpMount],
-                        }, {
-                            ...container,
-                            name: "migrate-auth",
+                            name: "migrate",
                             command: ["python"],
-                            args: db.apply((u) => authMigrationArgs(u.auth)),
-                            env: databaseEnv,
-                            volumeMounts: [tmpMount],
+                            args: db.apply((u) => [`${SCRIPTS_MOUNT}/migrate.py`, u.tracking, u.auth]),
+                            env: [
+                                ...databaseEnv,
+                                { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
+                                secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
+                            ],
+                            volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }],
                         }],
-                        containers: [syncAdmin],
                         volumes: [tmpVolume, scriptsVolume, ...(args.preMigrationBackup?.volumes ?? [])],
                     },
                 },
@@ -271,7 +265,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         // preview would see the hash as unknown and propose a rollout on every run.
         const configChecksum = pulumi.all([
             args.s3.accessKeyId, args.s3.secretAccessKey, args.s3.region, this.adminPassword, flaskSecretKey.result, kekPassphrase.result,
-            authIni, readFiles(SERVER_SCRIPTS_DIR), args_,
+            authIni, args_,
             args.database.secretName, args.databasePassword, s3Secret.metadata.name, serverSecret.metadata.name,
         ]).apply((values) => checksum(...values));
 
@@ -300,7 +294,6 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                                 }],
                             },
                         },
-                        initContainers: [syncAdmin],
                         containers: [{
                             ...container,
                             resources: resourceRequirements(args.resources, SERVER_STORAGE),
@@ -323,7 +316,6 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         }],
                         volumes: [
                             tmpVolume,
-                            scriptsVolume,
                             { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
                         ],
                     },

@@ -135,7 +135,10 @@ describe("config", () => {
             ["a KMS key that is not an ARN", { bucketKmsKeyArn: "my-key" }, "bucketKmsKeyArn", /KMS key ARN/],
             ["a zero-day version expiry", { noncurrentVersionExpirationDays: "0" }, "noncurrentVersionExpirationDays", /integer from 1/],
             ["an autoscaling ceiling below the replicas", { mlflowReplicas: "3", mlflowMaxReplicas: "2" }, "mlflowMaxReplicas", /at least/],
-            ["pools larger than max_connections", { mlflowWorkers: "8", mlflowDbPoolSize: "10", mlflowDbMaxOverflow: "10" }, "mlflowDbPoolSize", /exceeds .*postgresMaxConnections/],
+            ["pools larger than max_connections", { mlflowDbPoolSize: "10", mlflowDbMaxOverflow: "30" }, "mlflowDbPoolSize", /x 4 engines .* exceeds .*postgresMaxConnections/],
+            ["more workers than CPU cores", { mlflowWorkers: "3", postgresMaxConnections: "1000" }, "mlflowWorkers", /at most 2, the cores of mlflow-k8s:mlflowCpuLimit/],
+            ["a memory limit below the measured peak", { mlflowMemoryLimit: "1Gi" }, "mlflowMemoryLimit", /at least 1078Mi for 2 worker\(s\): measured peak 808Mi plus 25% headroom/],
+            ["an auth cache TTL over five minutes", { mlflowAuthCacheTtlSeconds: "3600" }, "mlflowAuthCacheTtlSeconds", /integer from 0 to 300/],
             ["an admin user name with spaces", { mlflowAdminUsername: "the admin" }, "mlflowAdminUsername", /user name/],
             ["an ingress host that is not a DNS name", { ingressHost: "mlflow_ui" }, "ingressHost", /DNS name/],
             ["an ingress TLS secret without a host", { ingressTlsSecretName: "mlflow-tls" }, "ingressHost", /required when/],
@@ -224,6 +227,13 @@ describe("config", () => {
             expect(isCidr("192.168.1.0/24")).to.equal(true);
             expect(isCidr("192.168.1.0/24/1")).to.equal(false);
             expect(parse({ nodeLocalDnsAddress: "" }).network.nodeLocalDnsAddress).to.equal(undefined);
+        });
+
+        it("counts every engine's pool of every worker of the largest replica count against max_connections", () => {
+            // 2 replicas x 2 workers x 4 engines x (5 + 30) = 560, plus 10 reserved.
+            expect(() => parse({ mlflowMaxReplicas: "2", postgresMaxConnections: "569" })).to.throw(/= 560 connections exceeds .*\(569\) minus 10/);
+            expect(parse({ mlflowMaxReplicas: "2", postgresMaxConnections: "570" }).postgres.maxConnections, "exactly at the budget").to.equal(570);
+            expect(parse({ mlflowMaxReplicas: "2", postgresMaxConnections: "569", mlflowDbMaxOverflow: "29" }).mlflow.maxReplicas).to.equal(2);
         });
 
         it("treats an empty optional value as unset", () => {

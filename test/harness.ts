@@ -438,6 +438,9 @@ export const VARIANT = Object.freeze({
     awsEndpoint: "http://127.0.0.1:5000",
     mlflowDefaultPermission: "EDIT",
     mlflowMaxReplicas: 3,
+    // Room for three replicas' pools: 3 x 2 workers x 4 engines x (5 + 10).
+    mlflowDbMaxOverflow: 10,
+    postgresMaxConnections: 400,
     ingressHost: "mlflow.example.com",
     ingressClassName: "nginx",
     ingressTlsSecretName: "mlflow-tls",

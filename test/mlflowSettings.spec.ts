@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import {
-    KEEP_ALIVE_SECONDS, allowedHosts, authConfigIni, authMigrationArgs, corsAllowedOrigins, databaseUri, serverArgs, trackingMigrationArgs,
+    KEEP_ALIVE_SECONDS, allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
 } from "../components/mlflowSettings";
 
 describe("mlflowSettings", () => {
@@ -53,24 +53,21 @@ describe("mlflowSettings", () => {
         expect(KEEP_ALIVE_SECONDS).to.be.greaterThan(60);
     });
 
-    it("assembles both migrations", () => {
-        expect(trackingMigrationArgs("postgresql+psycopg2://db:5432/mlflow")).to.deep.equal(["db", "upgrade", "postgresql+psycopg2://db:5432/mlflow"]);
-        expect(authMigrationArgs("postgresql+psycopg2://db:5432/auth")).to.deep.equal(["-m", "mlflow.server.auth", "db", "upgrade", "--url", "postgresql+psycopg2://db:5432/auth"]);
-    });
-
     it("writes an auth ini with the database and default permission, and no admin password", () => {
-        const ini = authConfigIni({ databaseUri: "postgresql+psycopg2://db:5432/auth", defaultPermission: "READ" });
+        const ini = authConfigIni({ databaseUri: "postgresql+psycopg2://db:5432/auth", defaultPermission: "READ", cacheTtlSeconds: 30 });
         expect(ini.split("\n")).to.include.members([
             "[mlflow]",
             "default_permission = READ",
             "database_uri = postgresql+psycopg2://db:5432/auth",
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+            "auth_cache_ttl_seconds = 30",
+            "auth_cache_max_size = 10000",
         ]);
         expect(ini).to.not.include("admin_password");
     });
 
     it("refuses ini values configparser would misread", () => {
-        expect(() => authConfigIni({ databaseUri: "postgresql://u:p%40ss@db/auth", defaultPermission: "READ" })).to.throw(/must not contain '%'/);
-        expect(() => authConfigIni({ databaseUri: "x", defaultPermission: "READ\nadmin_password = x" })).to.throw(/line break/);
+        expect(() => authConfigIni({ databaseUri: "postgresql://u:p%40ss@db/auth", defaultPermission: "READ", cacheTtlSeconds: 0 })).to.throw(/must not contain '%'/);
+        expect(() => authConfigIni({ databaseUri: "x", defaultPermission: "READ\nadmin_password = x", cacheTtlSeconds: 0 })).to.throw(/line break/);
     });
 });

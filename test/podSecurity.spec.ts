@@ -13,8 +13,8 @@ describe("Pod Security Standards restricted and hardening", () => {
                 const templates = objects.flatMap((o) => podTemplates(o).map((t) => ({ ...t, name: o.metadata.name })));
                 expect(templates.map((t) => t.kind).sort()).to.deep.equal(["CronJob", "CronJob", "Deployment", "Job", "StatefulSet"]);
                 const job = templates.find((t) => t.kind === "Job")!;
-                expect(job.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["backup-dump", "backup-upload", "migrate-tracking", "migrate-auth"]);
-                expect(templates.find((t) => t.kind === "Deployment")!.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["sync-admin"]);
+                expect(job.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["backup-dump", "backup-upload"]);
+                expect(job.spec.containers.map((c: any) => c.name)).to.deep.equal(["migrate"]);
                 const postgres = templates.find((t) => t.kind === "StatefulSet")!;
                 expect(postgres.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["sync-passwords"]);
             });

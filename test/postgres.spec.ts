@@ -79,7 +79,7 @@ describe("Postgres", () => {
             expect(container.image).to.equal(POSTGRES_IMAGE);
             expect(POSTGRES_IMAGE).to.match(/^docker\.io\/library\/postgres:\d+\.\d+-\w+$/);
             expect(container.command).to.deep.equal(["docker-entrypoint.sh"]);
-            expect(container.args).to.include("max_connections=100");
+            expect(container.args).to.include("max_connections=300");
         });
 
         it("keeps data on a standalone claim sized from config, mounted with PGDATA in a subdirectory", async () => {

@@ -118,9 +118,20 @@ describe("MlflowTrackingServer", () => {
             expect(run.one(DEPLOYMENT).inputs.spec.replicas).to.equal(1);
             expect(flag(server.args, "--workers")).to.equal("2");
             expect(env.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE.value).to.equal("5");
-            expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("5");
-            expect(server.resources).to.deep.include({ requests: { cpu: "100m", memory: "512Mi", "ephemeral-storage": "512Mi" } });
-            expect(server.resources.limits).to.include({ cpu: "2", memory: "1536Mi" });
+            expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("30");
+            expect(server.resources).to.deep.include({ requests: { cpu: "100m", memory: "768Mi", "ephemeral-storage": "512Mi" } });
+            expect(server.resources.limits).to.include({ cpu: "2", memory: "1280Mi" });
+        });
+
+        it("keeps MLflow's job runner off: eight processes and 1.4 GiB per pod, and periodic tasks on every replica", () => {
+            expect(env.MLFLOW_SERVER_ENABLE_JOB_EXECUTION.value).to.equal("false");
+        });
+
+        it("caches verified credentials per worker for the configured TTL", async () => {
+            const ini = run.one("kubernetes:core/v1:ConfigMap", /auth-config/).inputs.data["basic_auth.ini"];
+            expect(ini).to.include("auth_cache_ttl_seconds = 30").and.include("auth_cache_max_size = 10000");
+            const off = await runProgram("minikube", { mlflowAuthCacheTtlSeconds: 0 });
+            expect(off.one("kubernetes:core/v1:ConfigMap", /auth-config/).inputs.data["basic_auth.ini"]).to.include("auth_cache_ttl_seconds = 0");
         });
     });
 
@@ -147,20 +158,6 @@ describe("MlflowTrackingServer", () => {
             }
             const tmp = pod.volumes.find((v: any) => v.name === "tmp").emptyDir.sizeLimit;
             expect(parseQuantity(server.resources.limits["ephemeral-storage"]), "the spooled uploads fit").to.be.greaterThan(parseQuantity(tmp));
-        });
-
-        it("sets the admin user from the Secret before every start, with the script the migration Job runs too", () => {
-            const [sync] = pod.initContainers;
-            const job = run.one(JOB).inputs.spec.template.spec;
-            expect(sync.name).to.equal("sync-admin");
-            expect(job.containers[0]).to.deep.equal(sync);
-            expect(sync.image).to.equal(MLFLOW_IMAGE);
-            expect(sync.args).to.deep.equal(["/opt/mlflow/server/sync_admin.py", `postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow_auth`]);
-            const syncEnv = Object.fromEntries(sync.env.map((e: any) => [e.name, e]));
-            expect(syncEnv.MLFLOW_AUTH_ADMIN_USERNAME.value).to.equal("admin");
-            expect(syncEnv.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef);
-            const scripts = run.one("kubernetes:core/v1:ConfigMap", /^mlflow-scripts$/);
-            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["sync_admin.py"]);
         });
 
         it("encrypts gateway secrets with a generated KEK passphrase from the Secret, never MLflow's public default", () => {
@@ -194,24 +191,35 @@ describe("MlflowTrackingServer", () => {
     });
 
     describe("migration Job", () => {
-        it("upgrades the tracking schema, then the auth schema, with the server's image and database settings", () => {
+        it("upgrades the tracking schema, then the auth schema, then sets the admin user, in one interpreter with the server's image", () => {
             const job = run.one(JOB).inputs.spec.template.spec;
-            const [tracking, auth] = job.initContainers.slice(-2);
-            expect(tracking.image).to.equal(MLFLOW_IMAGE);
-            expect(tracking.command).to.deep.equal(["mlflow"]);
-            expect(tracking.args).to.deep.equal(["db", "upgrade", flag(server.args, "--backend-store-uri")]);
-            expect(auth.command).to.deep.equal(["python"]);
-            expect(auth.args).to.deep.equal(["-m", "mlflow.server.auth", "db", "upgrade", "--url", `postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow_auth`]);
-            for (const c of [tracking, auth]) {
-                const names = c.env.map((e: any) => e.name);
-                expect(names).to.include.members(["PGUSER", "PGPASSWORD"]);
-                expect(c.env.find((e: any) => e.name === "PGPASSWORD").valueFrom.secretKeyRef).to.exist;
-                expect(c.securityContext.readOnlyRootFilesystem).to.equal(true);
-            }
+            const [migrate] = job.containers;
+            expect(migrate.name).to.equal("migrate");
+            expect(migrate.image).to.equal(MLFLOW_IMAGE);
+            expect(migrate.command).to.deep.equal(["python"]);
+            expect(migrate.args).to.deep.equal(["/opt/mlflow/server/migrate.py", flag(server.args, "--backend-store-uri"),
+                `postgresql+psycopg2://${run.outputs.postgresHost}:5432/mlflow_auth`]);
+            const migrateEnv = Object.fromEntries(migrate.env.map((e: any) => [e.name, e]));
+            expect(migrateEnv.PGPASSWORD.valueFrom.secretKeyRef).to.exist;
+            expect(migrateEnv.MLFLOW_AUTH_ADMIN_USERNAME.value).to.equal("admin");
+            expect(migrateEnv.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef);
+            expect(migrate.securityContext.readOnlyRootFilesystem).to.equal(true);
+            const scripts = run.one("kubernetes:core/v1:ConfigMap", /^mlflow-scripts$/);
+            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["migrate.py"]);
+            const volume = job.volumes.find((v: any) => v.name === "scripts");
+            expect(volume.configMap.name).to.equal(scripts.state.metadata.name);
             expect(job.restartPolicy).to.equal("OnFailure");
-            expect(job.containers.map((c: any) => c.name), "then the admin user is set as the stack says").to.deep.equal(["sync-admin"]);
             expect(run.one(JOB).inputs.metadata.annotations, "a failed migration is retried by the next update")
                 .to.deep.equal({ "pulumi.com/replaceUnready": "true" });
+        });
+
+        it("runs again when the admin's name or password changes, so the admin always matches the stack", async () => {
+            const renamed = await runProgram("minikube", { mlflowAdminUsername: "platform-admin" });
+            const template = (r: ProgramRun) => JSON.stringify(r.one(JOB).inputs.spec.template);
+            expect(template(renamed), "a new template replaces the Job").to.not.equal(template(run));
+            // A new password replaces the Secret (data is replace-only), whose generated name the Job reads.
+            const secretRef = run.one(JOB).inputs.spec.template.spec.containers[0].env.find((e: any) => e.name === "MLFLOW_AUTH_ADMIN_PASSWORD").valueFrom.secretKeyRef;
+            expect(secretRef.name).to.equal(run.one("kubernetes:core/v1:Secret", /-server$/).state.metadata.name);
         });
 
         it("backs up both databases first, with the backup identity, so an upgrade can be rolled back", () => {

@@ -71,15 +71,7 @@ describe(`contract: backups and restores of the rendered ${STACK} configuration`
 
     before(async function () {
         setPidFile(path.join(RUN, "pids"));
-        await phase("backup spec: moto, render, provision, PostgreSQL, migration, server", async () => {
-            await p.startMoto();
-            await p.render();
-            await p.provision();
-            p.generatePasswords();
-            await p.startPostgres();
-            await p.runMigrationJob();
-            await p.startServers();
-        });
+        await phase("backup spec: moto, render, provision, PostgreSQL, migration, server", () => p.bringUp());
         backupCronJob = p.r.one(TYPES.cronJob, /^mlflow-db-backup-cronjob$/);
         restoreCronJob = p.r.one(TYPES.cronJob, /^mlflow-db-backup-restore$/);
         backupPrefix = (p.r.run.outputs.backupUri as string).replace(/^s3:\/\/[^/]+\//, "");

@@ -670,6 +670,28 @@ def backup_objects(doc):
     return out
 
 
+def kek_check(doc):
+    """Which passphrase decrypts a stored gateway secret: the stack's, and not MLflow's public default."""
+    import psycopg2
+    from mlflow.utils.crypto import DEFAULT_KEK_PASSPHRASE, KEKManager, _decrypt_secret
+
+    conn = psycopg2.connect(**doc["connection"])
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT secret_id, secret_name, encrypted_value, wrapped_dek, kek_version FROM secrets WHERE secret_name = %s",
+                    (doc["secretName"],))
+        secret_id, name, value, dek, version = cur.fetchone()
+    conn.close()
+
+    def decrypts(passphrase):
+        try:
+            plain = _decrypt_secret(bytes(value), bytes(dek), KEKManager(passphrase=passphrase, kek_version=version), secret_id, name)
+            return "ok" if plain == doc["expected"] else "wrong value"
+        except Exception as e:  # noqa: BLE001 - any failure is the answer
+            return type(e).__name__
+
+    return {"stack": decrypts(doc["passphrase"]), "default": decrypts(DEFAULT_KEK_PASSPHRASE)}
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -682,6 +704,7 @@ def main():
         "inventory": inventory,
         "backup-probe": backup_probe,
         "backup-objects": backup_objects,
+        "kek-check": kek_check,
     }
     result = handlers[command](doc)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -20,6 +20,10 @@ import { runToCompletion, setPidFile, stopAll, tail } from "./lib/processes";
 import { CACHE, MLFLOW_VENV, MOTO_VENV, Platform, arg, phase, printPhases, request } from "./lib/platform";
 import { TYPES } from "./lib/rendered";
 import { setMotoEnforcement } from "./lib/services";
+import { createRuns, logBatchBody, percentile, runLoad } from "./lib/load";
+import { PeakSampler, treeMemory } from "./lib/procfs";
+import { parseQuantity } from "../../components/config";
+import { MEMORY_HEADROOM } from "../../components/sizing";
 
 const RUN = path.join(CACHE, "run");
 /** Where the UI screenshot goes; scripts/integration/screenshot.sh points it at docs/. */
@@ -210,6 +214,86 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         expect(scientist.prediction).to.deep.equal([2, 4, 6]);
     });
 
+    it("fits its memory limit with headroom, idle and under 32 concurrent clients, with no database pool error", async function () {
+        const deployment = p.r.one(TYPES.deployment, /deployment/);
+        const limitMiB = parseQuantity(deployment.inputs.spec.template.spec.containers[0].resources.limits.memory) / 2 ** 20;
+        const root = p.server.service.child.pid!;
+        const idle = treeMemory(root);
+        const pgRoot = p.postgres.service.child.pid!;
+        const pgIdle = treeMemory(pgRoot);
+        const pgLimitMiB = parseQuantity(p.r.one(TYPES.statefulSet, /postgres/).inputs.spec.template.spec.containers[0].resources.limits.memory) / 2 ** 20;
+        const target = { port: p.server.port, host: `127.0.0.1:${p.server.port}`, auth: `${p.admin.user}:${p.admin.password}` };
+        const clients = 32;
+        const { runIds } = await createRuns(target, "contract-load", clients);
+        // Each client its own run, five log_batch requests of 500 metrics (50 keys x 10 steps).
+        const bodies = runIds.map((id) => Array.from({ length: 5 }, (_, b) => logBatchBody(id, b, 50, 10)));
+        const sampler = new PeakSampler(root, undefined, 250);
+        const pgSampler = new PeakSampler(pgRoot, pgRoot, 250);
+        sampler.start();
+        pgSampler.start();
+        const load = await phase(`load: ${clients} clients x 5 log_batch of 500 metrics`, () => runLoad(target, "/api/2.0/mlflow/runs/log-batch", bodies));
+        sampler.stop();
+        pgSampler.stop();
+        const budget = limitMiB * (1 - MEMORY_HEADROOM);
+        console.log(`      server process tree: idle ${idle.pssMiB.toFixed(0)} MiB PSS in ${idle.processes} processes ` +
+            `(${idle.detail.filter((d) => d.pssMiB >= 1).map((d) => `${d.cmd} ${d.pssMiB.toFixed(0)}`).join(", ")}); ` +
+            `peak ${sampler.peakPssMiB.toFixed(0)} MiB; limit ${limitMiB} MiB, ${MEMORY_HEADROOM * 100}% kept free: ${budget.toFixed(0)} MiB`);
+        console.log(`      load: ${load.requests} requests in ${load.wallSeconds.toFixed(1)} s, p50 ${percentile(load.latenciesMs, 50).toFixed(0)} ms, ` +
+            `p99 ${percentile(load.latenciesMs, 99).toFixed(0)} ms, ${load.errors} errors`);
+        expect(load.errors, JSON.stringify(load.errorSamples)).to.equal(0);
+        expect(load.poolTimeouts).to.equal(0);
+        expect(idle.pssMiB, "idle").to.be.at.most(budget);
+        expect(sampler.peakPssMiB, "peak under load").to.be.at.most(budget);
+        expect(idle.detail.some((d) => /huey|job runner/.test(d.cmd)), "no job runner processes").to.equal(false);
+        console.log(`      PostgreSQL: idle ${pgIdle.pssMiB.toFixed(0)} MiB PSS in ${pgIdle.processes} processes, peak ${pgSampler.peakPssMiB.toFixed(0)} MiB ` +
+            `with ${JSON.stringify(pgSampler.peakBackends)} backends; limit ${pgLimitMiB} MiB`);
+        expect(pgSampler.peakPssMiB, "PostgreSQL at peak").to.be.at.most(pgLimitMiB * (1 - MEMORY_HEADROOM));
+    });
+
+    it("stops accepting a changed password, and a deleted user, within the auth cache's TTL; the Job resets the admin", async function () {
+        const ini = p.r.configMapData(p.r.one(TYPES.configMap, /auth-config/).state.metadata.name)["basic_auth.ini"]!;
+        const ttl = Number(/auth_cache_ttl_seconds = (\d+)/.exec(ini)![1]);
+        const admin = `${p.admin.user}:${p.admin.password}`;
+        const host = `127.0.0.1:${p.server.port}`;
+        const call = (auth: string, path = "/api/2.0/mlflow/experiments/search?max_results=1", method = "GET", json?: unknown) =>
+            request(p.server.port, { path, host, auth, method, json });
+        // New connections reach either worker; every one must agree.
+        const everyWorker = async (auth: string): Promise<number[]> => Promise.all(Array.from({ length: 8 }, () => call(auth).then((r) => r.status)));
+        const [old, fresh] = [crypto.randomBytes(12).toString("hex"), crypto.randomBytes(12).toString("hex")];
+        expect((await call(admin, "/api/2.0/mlflow/users/create", "POST", { username: "carol", password: old })).status).to.equal(200);
+        expect(new Set(await everyWorker(`carol:${old}`)), "carol logs in, and every worker caches it").to.deep.equal(new Set([200]));
+        const changed = Date.now();
+        expect((await call(admin, "/api/2.0/mlflow/users/update-password", "PATCH", { username: "carol", password: fresh })).status).to.equal(200);
+        expect(new Set(await everyWorker(`carol:${fresh}`)), "the new password works at once").to.deep.equal(new Set([200]));
+        const refusedAfter = async (auth: string, since: number): Promise<number> => {
+            while ((Date.now() - since) / 1000 < ttl + 5) {
+                if ((await everyWorker(auth)).every((s) => s === 401)) {
+                    return (Date.now() - since) / 1000;
+                }
+                await new Promise((r) => setTimeout(r, 250));
+            }
+            throw new Error(`still accepted ${ttl + 5} s after the change`);
+        };
+        const oldRefused = await refusedAfter(`carol:${old}`, changed);
+        const deleted = Date.now();
+        expect((await call(admin, "/api/2.0/mlflow/users/delete", "DELETE", { username: "carol" })).status).to.equal(200);
+        const deletedRefused = await refusedAfter(`carol:${fresh}`, deleted);
+        console.log(`      auth cache TTL ${ttl} s: old password refused by every worker after ${oldRefused.toFixed(1)} s, deleted user after ${deletedRefused.toFixed(1)} s`);
+        // The bound is the TTL; the measurement adds one polling round (0.25 s, then eight requests
+        // each verifying a password hash, about 0.1 s of CPU apiece on two cores).
+        expect(oldRefused).to.be.at.most(ttl + 2);
+        expect(deletedRefused).to.be.at.most(ttl + 2);
+
+        // The admin's password changed through the API: the stack's output no longer logs in …
+        const other = crypto.randomBytes(12).toString("hex");
+        expect((await call(admin, "/api/2.0/mlflow/users/update-password", "PATCH", { username: p.admin.user, password: other, current_password: p.admin.password })).status).to.equal(200);
+        await refusedAfter(admin, Date.now());
+        // … until the rendered Job runs again, which sets it back from the Secret.
+        await phase("migration Job, again (admin reset)", () => p.runMigrationJob());
+        expect(new Set(await everyWorker(admin)), "the stack's adminPassword logs in on every worker").to.deep.equal(new Set([200]));
+        console.log("      admin: a password changed through the API was reset by the migration Job; adminPassword logs in again");
+    });
+
     it("hands the client presigned S3 URLs for large uploads and, by default, for every download", async function () {
         // moto cannot authenticate query-string (presigned) signatures with IAM enforcement on (it
         // fails the request with a KeyError on the missing Authorization header), so enforcement
@@ -254,7 +338,8 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         // Artifacts under the artifact prefix; the only other objects are the migration Job's backup.
         const backupPrefix = (p.r.run.outputs.backupUri as string).replace(/^s3:\/\/[^/]+\//, "");
         expect(keys.filter((k) => !k.startsWith(`${p.artifactPrefix}/`) && !k.startsWith(`${backupPrefix}/`)), "objects outside the prefixes").to.deep.equal([]);
-        expect(keys.filter((k) => k.startsWith(`${backupPrefix}/`) && k.endsWith("/manifest.json")), "the pre-migration backup").to.have.length(1);
+        // One per run of the migration Job so far (it backs up before every migration).
+        expect(keys.filter((k) => k.startsWith(`${backupPrefix}/`) && k.endsWith("/manifest.json")), "the pre-migration backups").to.have.length.of.at.least(1);
         expect(keys).to.include.members([
             bigKey,
             `${p.artifactPrefix}/${m![1]}/reports/summary.txt`,

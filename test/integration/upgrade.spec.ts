@@ -45,15 +45,7 @@ describe(`contract: upgrading the ${STACK} stack from MLflow ${MLFLOW_PREVIOUS_R
     });
 
     it(`runs the stack as rendered with MLflow ${MLFLOW_PREVIOUS_RELEASE}, and creates every kind of record with that release's client`, async function () {
-        await phase(`previous release (${MLFLOW_PREVIOUS_RELEASE}): moto, render, provision, PostgreSQL, migration, server`, async () => {
-            await p.startMoto();
-            await p.render();
-            await p.provision();
-            p.generatePasswords();
-            await p.startPostgres();
-            await p.runMigrationJob();
-            await p.startServers();
-        });
+        await phase(`previous release (${MLFLOW_PREVIOUS_RELEASE}): moto, render, provision, PostgreSQL, migration, server`, () => p.bringUp());
         seeded = await phase("seed records (previous client)", () => p.python("seed", { workDir: path.join(RUN, "seed"), tag: "upgrade", passwords }, p.clientEnv(), PREVIOUS_VENV));
         grants = [["experiment", seeded.experiments[0]], ["registered_model", seeded.model]];
         recorded = await inventory(PREVIOUS_VENV);

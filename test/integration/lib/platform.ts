@@ -86,6 +86,8 @@ export function request(port: number, options: { path: string; host: string; aut
         const body = options.json === undefined ? undefined : JSON.stringify(options.json);
         if (body !== undefined) {
             headers["Content-Type"] = "application/json";
+            // Without a length Node sends the body chunked, which the server refuses on DELETE.
+            headers["Content-Length"] = String(Buffer.byteLength(body));
         }
         if (options.auth !== undefined) {
             headers.Authorization = `Basic ${Buffer.from(options.auth).toString("base64")}`;
@@ -157,14 +159,28 @@ export class Platform {
     /** The venv standing in for the rendered MLflow image (changes with {@link rerender}). */
     mlflowVenv: string;
 
+    /**
+     * Everything up to serving, as a first `pulumi up` on an empty cluster and account does: moto, the
+     * render, the AWS resources, the credentials, PostgreSQL, the migration Job, the server's pods.
+     */
+    async bringUp(): Promise<void> {
+        await this.startMoto();
+        await this.render();
+        await this.provision();
+        this.generatePasswords();
+        await this.startPostgres();
+        await this.runMigrationJob();
+        await this.startServers();
+    }
+
     /** Starts moto, HTTPS only, with IAM enforced. */
     async startMoto(): Promise<void> {
         this.moto = await startMoto(MOTO_VENV, path.join(this.dir, "moto"), this.logs);
     }
 
     /** Renders the stack with the S3 endpoint pointed at moto, and the images that stand in for the rendered ones. */
-    async render(versions = this.options.versions): Promise<void> {
-        this.r = new Rendered(await runProgram(this.options.stack, { ...(this.options.overrides ?? {}), awsEndpoint: this.moto.url },
+    async render(versions = this.options.versions, overrides = this.options.overrides): Promise<void> {
+        this.r = new Rendered(await runProgram(this.options.stack, { ...(overrides ?? {}), awsEndpoint: this.moto.url },
             versions === undefined ? {} : { versions }));
         const pod = (type: string) => this.r.all(type)[0]!.inputs.spec.template.spec.containers[0];
         const mlflowImage: string = pod(TYPES.deployment).image;
@@ -193,10 +209,10 @@ export class Platform {
      * (by default the current versions, with the current MLflow venv), keeping the cloud resources,
      * the credentials and the database.
      */
-    async rerender(options: { versions?: Readonly<Record<string, string>>; mlflowVenv?: string } = {}): Promise<void> {
+    async rerender(options: { versions?: Readonly<Record<string, string>>; overrides?: Record<string, string | number | boolean>; mlflowVenv?: string } = {}): Promise<void> {
         const earlier = this.r;
         this.mlflowVenv = options.mlflowVenv ?? MLFLOW_VENV;
-        await this.render(options.versions);
+        await this.render(options.versions, options.overrides ?? this.options.overrides);
         this.r.adopt(earlier);
     }
 

@@ -146,6 +146,9 @@ export async function runToCompletion(command: string, args: readonly string[], 
         };
         child.on("error", (e) => { err.push(Buffer.from(`spawn error: ${e.message}`)); finish("spawn-error"); });
         child.on("close", (code, signal) => finish(code ?? signal ?? "unknown"));
+        // A command that reads no stdin may exit before it is written (psql -c under load): the
+        // write then fails with EPIPE, which says nothing about the command; its exit code does.
+        child.stdin.on("error", () => undefined);
         child.stdin.end(options.input ?? "");
     });
 }

@@ -1,0 +1,53 @@
+/**
+ * What stands in for the Ingress controller and the Service on this machine: an HTTP reverse proxy
+ * on a loopback port that forwards every request, headers untouched (Host, Origin, Authorization),
+ * to the server pods in turn, as kube-proxy spreads a Service's connections over its endpoints.
+ *
+ * A browser reaches it as an HTTP proxy (`--proxy-server`), so it can load
+ * `http://<ingress host>/` and send the Origin it would send through the real Ingress. Requests for
+ * any other host get a small static page: a foreign site, for cross-origin checks.
+ */
+import * as http from "http";
+
+/** A running proxy. */
+export interface Ingress {
+    readonly port: number;
+    /** Requests forwarded to each backend port. */
+    readonly served: Map<number, number>;
+    close(): Promise<void>;
+}
+
+/** Starts the proxy for `host`, spreading requests over `backends` (loopback ports). */
+export function startIngress(host: string, backends: readonly number[], foreignPage: string): Promise<Ingress> {
+    let next = 0;
+    const served = new Map<number, number>(backends.map((b) => [b, 0]));
+    const server = http.createServer((req, res) => {
+        // A browser using a proxy sends the absolute URL; a client talking to it directly, the path.
+        const url = new URL(req.url ?? "/", `http://${req.headers.host ?? host}`);
+        if (url.hostname !== host) {
+            res.writeHead(200, { "Content-Type": "text/html" }).end(foreignPage);
+            return;
+        }
+        const backend = backends[next++ % backends.length]!;
+        served.set(backend, (served.get(backend) ?? 0) + 1);
+        const upstream = http.request({
+            host: "127.0.0.1", port: backend, method: req.method, path: `${url.pathname}${url.search}`,
+            headers: { ...req.headers, host: url.host },
+        }, (up) => {
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            up.pipe(res);
+        });
+        upstream.on("error", () => res.writeHead(502).end());
+        req.pipe(upstream);
+    });
+    return new Promise((resolve) => {
+        server.listen(0, "127.0.0.1", () => {
+            const address = server.address();
+            resolve({
+                port: typeof address === "object" && address ? address.port : 0,
+                served,
+                close: () => new Promise((r) => server.close(() => r())),
+            });
+        });
+    });
+}
