@@ -14,10 +14,12 @@ export interface ArtifactStoreArgs {
      */
     readonly forceDestroy?: boolean;
     /**
-     * KMS key for SSE-KMS default encryption.
-     * @default undefined: SSE-S3 (AES256), which needs no key policy for the IAM user.
+     * KMS key for SSE-KMS default encryption; both identities may use it through S3 in `region`.
+     * @default undefined: SSE-S3 (AES256), which needs no KMS permission.
      */
     readonly kmsKeyArn?: string;
+    /** Region of the bucket, where S3 uses the KMS key on the identities' behalf. */
+    readonly region: string;
     /** Days after which noncurrent object versions expire. */
     readonly noncurrentVersionExpirationDays: number;
     /** Key prefix of the database backups; disjoint from `artifactPrefix`. */
@@ -141,10 +143,11 @@ export class ArtifactStore extends pulumi.ComponentResource {
             policy: bucket.arn.apply((arn) => JSON.stringify(tlsOnlyBucketPolicy(arn))),
         }, { ...child, dependsOn: [publicAccess] });
 
+        const key = args.kmsKeyArn === undefined ? undefined : { keyArn: args.kmsKeyArn, region: args.region };
         const server = this.identity(`${name}`, pulumi.interpolate`MLflow artifact access to s3://${bucket.bucket}/${args.artifactPrefix}`,
-            bucket.arn.apply((arn) => artifactAccessPolicy(arn, args.artifactPrefix)), tags);
+            bucket.arn.apply((arn) => artifactAccessPolicy(arn, args.artifactPrefix, key)), tags);
         this.backupIdentity = this.identity(`${name}-backup`, pulumi.interpolate`MLflow database backups in s3://${bucket.bucket}/${args.backupPrefix}`,
-            bucket.arn.apply((arn) => backupAccessPolicy(arn, args.backupPrefix)), tags);
+            bucket.arn.apply((arn) => backupAccessPolicy(arn, args.backupPrefix, key)), tags);
 
         this.bucketName = bucket.bucket;
         this.bucketArn = bucket.arn;

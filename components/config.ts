@@ -8,7 +8,10 @@
  */
 import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
-import { DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, RESERVED_CONNECTIONS, minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB } from "./sizing";
+import {
+    DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
+    minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
+} from "./sizing";
 
 /** The project name, which is also the namespace of every config key (`mlflow-k8s:<key>`). */
 export const PROJECT = "mlflow-k8s";
@@ -119,7 +122,8 @@ const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 // decimal (n, u, m, k, M, G, T, P, E) or exponent suffix.
 const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
 const AWS_REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/;
-const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)\/[A-Za-z0-9/_-]+$/;
+// A key, not an alias: IAM permissions name the key itself, which an alias ARN does not match.
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 // S3 keys may hold almost anything, but MLflow builds URIs from this prefix and the IAM
 // policy matches it with wildcards: keep to characters that need no escaping in either.
 const ARTIFACT_PREFIX = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
@@ -264,7 +268,10 @@ export function parseConfig(read: ConfigReader): StackConfig {
     const forceDestroy = boolean("bucketForceDestroy");
     const kmsKeyArn = optional("bucketKmsKeyArn");
     if (kmsKeyArn !== undefined && !KMS_KEY_ARN.test(kmsKeyArn)) {
-        fail("bucketKmsKeyArn", kmsKeyArn, "empty (SSE-S3) or a KMS key ARN such as arn:aws:kms:<region>:<account>:key/<id>");
+        fail("bucketKmsKeyArn", kmsKeyArn, "empty (SSE-S3) or a KMS key ARN such as arn:aws:kms:<region>:<account>:key/<id>; an alias ARN cannot scope the identities' kms: permissions");
+    }
+    if (kmsKeyArn !== undefined && KMS_KEY_ARN.test(kmsKeyArn) && kmsKeyArn.split(":")[3] !== region) {
+        fail("bucketKmsKeyArn", kmsKeyArn, `a key in the bucket's region ${PROJECT}:awsRegion (${region}): S3 encrypts only with keys of its own region`);
     }
     const noncurrentVersionExpirationDays = integer("noncurrentVersionExpirationDays", 1, 3650);
     const protectData = boolean("protectData");
@@ -346,9 +353,15 @@ export function parseConfig(read: ConfigReader): StackConfig {
         const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow });
         if (budget > maxConnections - RESERVED_CONNECTIONS) {
             fail("mlflowDbPoolSize", dbPoolSize,
-                `replicas (${peakReplicas}) x workers (${workers}) x ${DB_ENGINES_PER_WORKER} engines (tracking, registry, auth, jobs) x ` +
-                `(pool ${dbPoolSize} + overflow ${dbMaxOverflow}) = ${budget} connections exceeds ${PROJECT}:postgresMaxConnections ` +
-                `(${maxConnections}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
+                `replicas (${peakReplicas}) x workers (${workers}) x ${connectionsPerWorker(dbPoolSize, dbMaxOverflow)} connections per worker ` +
+                `(${DB_ENGINES_PER_WORKER} engines of pool ${dbPoolSize} + overflow ${dbMaxOverflow}, at most 2 per request in flight) = ${budget} ` +
+                `exceeds ${PROJECT}:postgresMaxConnections (${maxConnections}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
+        }
+        const postgresMinimum = minimumPostgresMemoryLimitMiB(maxConnections);
+        if (parseQuantity(postgresResources.memoryLimit) < postgresMinimum * 2 ** 20) {
+            fail("postgresMemoryLimit", postgresResources.memoryLimit,
+                `at least ${postgresMinimum}Mi for ${PROJECT}:postgresMaxConnections ${maxConnections}: ${POSTGRES_MEMORY_MIB.base}Mi plus ` +
+                `${POSTGRES_MEMORY_MIB.perConnection}Mi a connection, measured, plus ${MEMORY_HEADROOM * 100}% headroom (components/sizing.ts)`);
         }
         // Workers are CPU-bound processes: more than the CPU limit's cores only add memory.
         const cores = Math.max(1, Math.ceil(parseQuantity(mlflowResources.cpuLimit)));

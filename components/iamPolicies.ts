@@ -41,15 +41,40 @@ export const BUCKET_ACTIONS = ["s3:ListBucket"] as const;
  * objects under `prefix/`, list the bucket only within that prefix, and multipart uploads.
  * Nothing else: no bucket administration, no other bucket, no IAM.
  */
-export function artifactAccessPolicy(bucketArn: string, prefix: string): PolicyDocument {
-    return prefixScopedPolicy(bucketArn, prefix, OBJECT_ACTIONS, { list: "ListArtifactPrefix", objects: "ReadWriteArtifacts" });
+export function artifactAccessPolicy(bucketArn: string, prefix: string, kms?: BucketKey): PolicyDocument {
+    return prefixScopedPolicy(bucketArn, prefix, OBJECT_ACTIONS, { list: "ListArtifactPrefix", objects: "ReadWriteArtifacts" }, kms);
+}
+
+/** The KMS key a bucket encrypts with (SSE-KMS), and the bucket's region. */
+export interface BucketKey {
+    readonly keyArn: string;
+    readonly region: string;
+}
+
+/** What S3 asks of KMS on an identity's behalf: a data key to write, a decrypt to read. */
+export const KMS_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"] as const;
+
+/**
+ * The statement that lets an identity use the bucket's key through S3 only: exactly that key, only
+ * for requests S3 makes in the bucket's region (`kms:ViaService`), so the identity cannot call KMS
+ * itself, nor use the key for anything else.
+ */
+export function bucketKeyStatement(key: BucketKey): PolicyStatement {
+    return {
+        Sid: "UseBucketKeyThroughS3",
+        Effect: "Allow",
+        Action: [...KMS_ACTIONS],
+        Resource: [key.keyArn],
+        Condition: { StringEquals: { "kms:ViaService": `s3.${key.region}.amazonaws.com` } },
+    };
 }
 
 /**
  * An identity policy confined to one key prefix of one bucket: `s3:ListBucket` only for keys under
  * the prefix (the `s3:prefix` condition), and the given object actions only on `prefix/*`.
  */
-function prefixScopedPolicy(bucketArn: string, prefix: string, objectActions: readonly string[], sids: { list: string; objects: string }): PolicyDocument {
+function prefixScopedPolicy(bucketArn: string, prefix: string, objectActions: readonly string[], sids: { list: string; objects: string },
+    kms?: BucketKey): PolicyDocument {
     return {
         Version: "2012-10-17",
         Statement: [
@@ -66,6 +91,7 @@ function prefixScopedPolicy(bucketArn: string, prefix: string, objectActions: re
                 Action: [...objectActions],
                 Resource: [`${bucketArn}/${prefix}/*`],
             },
+            ...(kms === undefined ? [] : [bucketKeyStatement(kms)]),
         ],
     };
 }
@@ -85,8 +111,8 @@ export const BACKUP_OBJECT_ACTIONS = [
  * through this identity, so a compromised backup pod cannot erase the history. Nothing outside the
  * prefix: the artifacts stay out of reach, as the backups stay out of the server's reach.
  */
-export function backupAccessPolicy(bucketArn: string, prefix: string): PolicyDocument {
-    return prefixScopedPolicy(bucketArn, prefix, BACKUP_OBJECT_ACTIONS, { list: "ListBackupPrefix", objects: "WriteAndReadBackups" });
+export function backupAccessPolicy(bucketArn: string, prefix: string, kms?: BucketKey): PolicyDocument {
+    return prefixScopedPolicy(bucketArn, prefix, BACKUP_OBJECT_ACTIONS, { list: "ListBackupPrefix", objects: "WriteAndReadBackups" }, kms);
 }
 
 /**

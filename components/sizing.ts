@@ -38,21 +38,47 @@ export function minimumServerMemoryLimitMiB(workers: number): number {
 export const DB_ENGINES_PER_WORKER = 4;
 
 /**
- * Connections the servers may open at most: every replica's workers, every engine's full pool.
- * PostgreSQL must allow them, and keep some for the migration Job, backups and an operator.
+ * How many requests one worker serves at once, at most: MLflow runs its Flask app through anyio's
+ * default thread limiter, 40 threads. uvicorn does not spread keep-alive connections evenly (one
+ * worker held 31 of 32 clients in the benchmark), so any worker may have to serve all of them.
+ */
+export const WORKER_THREADS = 40;
+
+/**
+ * The pool size that can never run dry. A `log_batch` holds two connections of the tracking pool at
+ * once; with at most {@link WORKER_THREADS} requests in flight, a pool of one more connection always
+ * leaves a second connection for one of them, so every request finishes. Below it, requests can all
+ * hold one connection and wait for another until the pool times out (HTTP 400, nothing logged).
+ */
+export const SAFE_POOL_CAPACITY = WORKER_THREADS + 1;
+
+/**
+ * Connections one worker can hold: its engines' full pools, but never more than two per request in
+ * flight plus the connections the pools keep open between requests (overflow ones are closed).
+ */
+export function connectionsPerWorker(poolSize: number, maxOverflow: number): number {
+    return Math.min(DB_ENGINES_PER_WORKER * (poolSize + maxOverflow), 2 * WORKER_THREADS + DB_ENGINES_PER_WORKER * poolSize);
+}
+
+/**
+ * Connections the servers may open at most: every replica's workers. PostgreSQL must allow them, and
+ * keep some for the migration Job, backups and an operator.
  */
 export function serverConnectionBudget(o: { replicas: number; workers: number; poolSize: number; maxOverflow: number }): number {
-    return o.replicas * o.workers * DB_ENGINES_PER_WORKER * (o.poolSize + o.maxOverflow);
+    return o.replicas * o.workers * connectionsPerWorker(o.poolSize, o.maxOverflow);
 }
 
 /** Connections of PostgreSQL kept for the migration Job, backups and an operator's psql. */
 export const RESERVED_CONNECTIONS = 10;
 
 /**
- * How many requests one worker serves at once, at most: MLflow runs its Flask app through
- * anyio's default thread limiter (40 threads). A `log_batch` holds two connections of the tracking
- * pool at the same time, so a pool of `pool size + max overflow` connections cannot run dry while
- * fewer requests than that are in flight in the worker (each can get its second connection);
- * at or above it, requests can all hold one and wait for another until the pool times out.
+ * PSS of PostgreSQL's process tree, in MiB: the postmaster and its background processes, and each
+ * backend. Measured in the contract tests: 51 MiB idle; 161 MiB with 68 backends under 32 clients,
+ * 1.6 MiB a backend, rounded up to 2.5 (work_mem for sorts comes on top of an idle backend).
  */
-export const WORKER_THREADS = 40;
+export const POSTGRES_MEMORY_MIB = Object.freeze({ base: 64, perConnection: 2.5 });
+
+/** The smallest PostgreSQL memory limit, in MiB, that holds every allowed connection with headroom. */
+export function minimumPostgresMemoryLimitMiB(maxConnections: number): number {
+    return Math.ceil((POSTGRES_MEMORY_MIB.base + maxConnections * POSTGRES_MEMORY_MIB.perConnection) / (1 - MEMORY_HEADROOM));
+}

@@ -133,10 +133,13 @@ describe("config", () => {
             ["an invalid AWS region", { awsRegion: "europe" }, "awsRegion", /AWS region code/],
             ["an endpoint that is not a URL", { awsEndpoint: "localhost:5000" }, "awsEndpoint", /http\(s\) URL/],
             ["a KMS key that is not an ARN", { bucketKmsKeyArn: "my-key" }, "bucketKmsKeyArn", /KMS key ARN/],
+            ["a KMS alias instead of a key", { bucketKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:alias/mlflow" }, "bucketKmsKeyArn", /alias ARN cannot scope/],
+            ["a KMS key of another region", { bucketKmsKeyArn: "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab" }, "bucketKmsKeyArn", /in the bucket's region mlflow-k8s:awsRegion \(us-east-1\)/],
             ["a zero-day version expiry", { noncurrentVersionExpirationDays: "0" }, "noncurrentVersionExpirationDays", /integer from 1/],
             ["an autoscaling ceiling below the replicas", { mlflowReplicas: "3", mlflowMaxReplicas: "2" }, "mlflowMaxReplicas", /at least/],
-            ["pools larger than max_connections", { mlflowDbPoolSize: "10", mlflowDbMaxOverflow: "30" }, "mlflowDbPoolSize", /x 4 engines .* exceeds .*postgresMaxConnections/],
-            ["more workers than CPU cores", { mlflowWorkers: "3", postgresMaxConnections: "1000" }, "mlflowWorkers", /at most 2, the cores of mlflow-k8s:mlflowCpuLimit/],
+            ["pools larger than max_connections", { mlflowDbPoolSize: "20" }, "mlflowDbPoolSize", /x 160 connections per worker \(4 engines of pool 20 \+ overflow 36, at most 2 per request in flight\) = 320 exceeds .*postgresMaxConnections/],
+            ["a PostgreSQL memory limit too small for max_connections", { postgresMaxConnections: "1000", postgresMemoryLimit: "2Gi" }, "postgresMemoryLimit", /at least 3419Mi for mlflow-k8s:postgresMaxConnections 1000/],
+            ["more workers than CPU cores", { mlflowWorkers: "3", postgresMaxConnections: "310", postgresMemoryLimit: "2Gi" }, "mlflowWorkers", /at most 2, the cores of mlflow-k8s:mlflowCpuLimit/],
             ["a memory limit below the measured peak", { mlflowMemoryLimit: "1Gi" }, "mlflowMemoryLimit", /at least 1078Mi for 2 worker\(s\): measured peak 808Mi plus 25% headroom/],
             ["an auth cache TTL over five minutes", { mlflowAuthCacheTtlSeconds: "3600" }, "mlflowAuthCacheTtlSeconds", /integer from 0 to 300/],
             ["an admin user name with spaces", { mlflowAdminUsername: "the admin" }, "mlflowAdminUsername", /user name/],
@@ -192,7 +195,7 @@ describe("config", () => {
         it("accepts a valid bucket prefix and optional settings", () => {
             expect(bucketPrefixProblems("mlflow-artifacts-")).to.deep.equal([]);
             const c = parse({
-                bucketKmsKeyArn: "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                bucketKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
                 awsEndpoint: "http://127.0.0.1:5000",
                 ingressHost: "mlflow.example.com",
                 ingressClassName: "nginx",
@@ -230,10 +233,13 @@ describe("config", () => {
         });
 
         it("counts every engine's pool of every worker of the largest replica count against max_connections", () => {
-            // 2 replicas x 2 workers x 4 engines x (5 + 30) = 560, plus 10 reserved.
-            expect(() => parse({ mlflowMaxReplicas: "2", postgresMaxConnections: "569" })).to.throw(/= 560 connections exceeds .*\(569\) minus 10/);
-            expect(parse({ mlflowMaxReplicas: "2", postgresMaxConnections: "570" }).postgres.maxConnections, "exactly at the budget").to.equal(570);
-            expect(parse({ mlflowMaxReplicas: "2", postgresMaxConnections: "569", mlflowDbMaxOverflow: "29" }).mlflow.maxReplicas).to.equal(2);
+            // 2 replicas x 2 workers x min(4 x (5 + 36), 2 x 40 + 4 x 5) = 400, plus 10 reserved.
+            const big = { mlflowMaxReplicas: "2", postgresMemoryLimit: "2Gi" };
+            expect(() => parse({ ...big, postgresMaxConnections: "409" })).to.throw(/= 400 exceeds .*\(409\) minus 10/);
+            expect(parse({ ...big, postgresMaxConnections: "410" }).postgres.maxConnections, "exactly at the budget").to.equal(410);
+            // Small pools count in full: 2 x 2 x 4 x (5 + 10) = 240.
+            expect(parse({ ...big, postgresMaxConnections: "250", mlflowDbMaxOverflow: "10" }).mlflow.maxReplicas).to.equal(2);
+            expect(() => parse({ ...big, postgresMaxConnections: "249", mlflowDbMaxOverflow: "10" })).to.throw(/= 240 exceeds/);
         });
 
         it("treats an empty optional value as unset", () => {

@@ -438,9 +438,10 @@ export const VARIANT = Object.freeze({
     awsEndpoint: "http://127.0.0.1:5000",
     mlflowDefaultPermission: "EDIT",
     mlflowMaxReplicas: 3,
-    // Room for three replicas' pools: 3 x 2 workers x 4 engines x (5 + 10).
+    // Room for three replicas' pools: 3 x 2 workers x 4 engines x (5 + 10), and PostgreSQL's memory for them.
     mlflowDbMaxOverflow: 10,
     postgresMaxConnections: 400,
+    postgresMemoryLimit: "2Gi",
     ingressHost: "mlflow.example.com",
     ingressClassName: "nginx",
     ingressTlsSecretName: "mlflow-tls",

@@ -21,6 +21,8 @@ interface Target {
     readonly bucketArn: string;
     readonly prefix: string;
     readonly otherPrefix: string;
+    /** The bucket's KMS key, when it has one. */
+    readonly kmsKeyArn?: string;
     readonly userArn: string;
     readonly identity: PolicyDocumentLike;
     readonly bucketPolicy: PolicyDocumentLike;
@@ -89,6 +91,28 @@ export const BACKUP_CASES: readonly Case[] = [
     { name: "cannot create access keys (iam:)", action: "iam:CreateAccessKey", resource: (t) => t.userArn, expected: "ImplicitlyDenied" },
 ];
 
+/** The key policy AWS gives a key created without one: IAM policies of the account decide. */
+const DEFAULT_KEY_POLICY: PolicyDocumentLike = {
+    Version: "2012-10-17",
+    Statement: [{ Sid: "Enable IAM User Permissions", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${ACCOUNT}:root` }, Action: "kms:*", Resource: "*" }],
+} as PolicyDocumentLike;
+
+const key = (t: Target) => t.kmsKeyArn!;
+const viaS3 = (region: string) => () => ({ "kms:ViaService": `s3.${region}.amazonaws.com` });
+
+/** With SSE-KMS: the bucket's key through S3 in the bucket's region, and nothing else of KMS. */
+export const KMS_CASES: readonly Case[] = [
+    { name: "gets a data key through S3 (writes under SSE-KMS)", action: "kms:GenerateDataKey", resource: key, context: viaS3("us-east-1"), expected: "Allowed" },
+    { name: "decrypts through S3 (reads under SSE-KMS)", action: "kms:Decrypt", resource: key, context: viaS3("us-east-1"), expected: "Allowed" },
+    { name: "cannot decrypt by calling KMS itself", action: "kms:Decrypt", resource: key, expected: "ImplicitlyDenied" },
+    { name: "cannot decrypt through another service", action: "kms:Decrypt", resource: key, context: () => ({ "kms:ViaService": "ec2.us-east-1.amazonaws.com" }), expected: "ImplicitlyDenied" },
+    { name: "cannot use the key through S3 in another region", action: "kms:Decrypt", resource: key, context: viaS3("eu-west-1"), expected: "ImplicitlyDenied" },
+    { name: "cannot use another key", action: "kms:GenerateDataKey", resource: () => "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000", context: viaS3("us-east-1"), expected: "ImplicitlyDenied" },
+    { name: "cannot encrypt arbitrary data with the key", action: "kms:Encrypt", resource: key, context: viaS3("us-east-1"), expected: "ImplicitlyDenied" },
+    { name: "cannot schedule the key's deletion", action: "kms:ScheduleKeyDeletion", resource: key, expected: "ImplicitlyDenied" },
+    { name: "cannot change the key's policy", action: "kms:PutKeyPolicy", resource: key, expected: "ImplicitlyDenied" },
+];
+
 /** The simulator's decision for one case. */
 export async function decide(t: Target, c: Case): Promise<Decision> {
     const result = await runSimulation({
@@ -101,7 +125,9 @@ export async function decide(t: Target, c: Case): Promise<Decision> {
         identityPolicies: [{ name: "mlflow-artifacts", policy: t.identity }],
         serviceControlPolicies: [],
         resourceControlPolicies: [],
-        resourcePolicy: t.bucketPolicy,
+        // A KMS key only honours IAM policies its key policy delegates to: the default key policy
+        // does (it grants kms:* to the account root). The stack expects such a key.
+        resourcePolicy: c.action.startsWith("kms:") ? DEFAULT_KEY_POLICY : t.bucketPolicy,
     }, {});
     if (result.resultType === "error") {
         throw new Error(`the simulator rejected ${c.action}: ${JSON.stringify(result.errors)}`);
@@ -111,6 +137,8 @@ export async function decide(t: Target, c: Case): Promise<Decision> {
 
 /** The matrix target of one of the ArtifactStore's identities. */
 async function targetOf(stack: string, identity: "server" | "backup" = "server"): Promise<Target> {
+    const kms = stack === "variant" ? (await renderedRun(stack)).run.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+        .inputs.rules[0].applyServerSideEncryptionByDefault.kmsMasterKeyId : undefined;
     const { run } = await renderedRun(stack);
     const prefixOf = (uri: unknown) => String(uri).replace(/^s3:\/\/[^/]+\//, "");
     const [own, other] = identity === "server" ? [run.outputs.artifactUri, run.outputs.backupUri] : [run.outputs.backupUri, run.outputs.artifactUri];
@@ -122,6 +150,7 @@ async function targetOf(stack: string, identity: "server" | "backup" = "server")
         userArn: run.one("aws:iam/user:User", new RegExp(`^${IDENTITIES[identity]}-user$`)).state.arn,
         identity: docs.identity,
         bucketPolicy: docs.bucket,
+        kmsKeyArn: kms,
     };
 }
 
@@ -168,6 +197,36 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
         });
     }
 
+    describe("with SSE-KMS (variant run)", () => {
+        for (const identity of ["server", "backup"] as const) {
+            describe(`${identity} identity`, () => {
+                let target: Target;
+                before(async () => {
+                    target = await targetOf("variant", identity);
+                });
+                it("still evaluates the same prefix rules", async () => {
+                    expect(target.kmsKeyArn).to.match(/^arn:aws:kms:us-east-1:/);
+                    const own = identity === "server" ? CASES : BACKUP_CASES;
+                    for (const c of own.filter((x) => x.action.startsWith("s3:"))) {
+                        expect(await decide(target, c), c.name).to.equal(c.expected);
+                    }
+                });
+                for (const c of KMS_CASES) {
+                    it(`${c.expected === "Allowed" ? "allows" : "denies"}: ${c.name} (${c.action})`, async () => {
+                        expect(await decide(target, c)).to.equal(c.expected);
+                    });
+                }
+            });
+        }
+
+        it("denies every kms: action on the stacks without a key", async () => {
+            const target = { ...(await targetOf("dev")), kmsKeyArn: "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab" };
+            for (const c of KMS_CASES.filter((x) => x.expected === "Allowed")) {
+                expect(await decide(target, { ...c, context: viaS3("eu-west-1") }), c.name).to.equal("ImplicitlyDenied");
+            }
+        });
+    });
+
     it("names at least 12 cases, both allowed and denied", () => {
         expect(CASES.length).to.be.at.least(12);
         expect(CASES.filter((c) => c.expected === "Allowed").length).to.be.at.least(5);
@@ -187,7 +246,7 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
             const { identity, bucketPolicy } = await targetOf("dev");
             const backup = await targetOf("dev", "backup");
             const actions = [...new Set([...actionsOf(identity), ...actionsOf(backup.identity), ...actionsOf(bucketPolicy),
-                ...[...CASES, ...BACKUP_CASES].map((c) => c.action)])];
+                ...actionsOf((await targetOf("variant")).identity), ...[...CASES, ...BACKUP_CASES, ...KMS_CASES].map((c) => c.action)])];
             expect(actions.length).to.be.at.least(10);
             const missing: string[] = [];
             for (const a of actions) {

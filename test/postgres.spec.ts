@@ -79,7 +79,7 @@ describe("Postgres", () => {
             expect(container.image).to.equal(POSTGRES_IMAGE);
             expect(POSTGRES_IMAGE).to.match(/^docker\.io\/library\/postgres:\d+\.\d+-\w+$/);
             expect(container.command).to.deep.equal(["docker-entrypoint.sh"]);
-            expect(container.args).to.include("max_connections=300");
+            expect(container.args).to.include("max_connections=250");
         });
 
         it("keeps data on a standalone claim sized from config, mounted with PGDATA in a subdirectory", async () => {
@@ -142,7 +142,7 @@ describe("Postgres", () => {
         it("takes resources from config", () => {
             expect(container.resources).to.deep.equal({
                 requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
-                limits: { cpu: "1", memory: "512Mi", "ephemeral-storage": "512Mi" },
+                limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "512Mi" },
             });
         });
 

@@ -140,7 +140,7 @@ describe("the whole program", () => {
     it("keeps the access key secret in the ArtifactStore's own outputs", async () => {
         await stackRun("minikube"); // mocks in place
         const store = new ArtifactStore("secretness-probe", {
-            bucketPrefix: "probe-", artifactPrefix: "mlflow", noncurrentVersionExpirationDays: 1, backupPrefix: "backups", backupRetentionDays: 1,
+            bucketPrefix: "probe-", artifactPrefix: "mlflow", noncurrentVersionExpirationDays: 1, backupPrefix: "backups", backupRetentionDays: 1, region: "us-east-1",
         });
         expect(await pulumi.isSecret(store.secretAccessKey)).to.equal(true);
         expect(await pulumi.isSecret(store.accessKeyId)).to.equal(true);

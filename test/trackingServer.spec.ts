@@ -118,7 +118,7 @@ describe("MlflowTrackingServer", () => {
             expect(run.one(DEPLOYMENT).inputs.spec.replicas).to.equal(1);
             expect(flag(server.args, "--workers")).to.equal("2");
             expect(env.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE.value).to.equal("5");
-            expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("30");
+            expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("36");
             expect(server.resources).to.deep.include({ requests: { cpu: "100m", memory: "768Mi", "ephemeral-storage": "512Mi" } });
             expect(server.resources.limits).to.include({ cpu: "2", memory: "1280Mi" });
         });
