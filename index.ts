@@ -15,12 +15,13 @@ import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "./components/artifactStore";
 import { loadConfig } from "./components/config";
 import { DataGuard } from "./components/dataGuard";
-import { DatabaseBackup } from "./components/databaseBackup";
+import { BACKUP_SERVICE_ACCOUNT, DatabaseBackup } from "./components/databaseBackup";
 import { NetworkPolicies } from "./components/networkPolicies";
 import { createNamespace, createProviders } from "./components/platform";
 import { Postgres, SECRET_KEYS } from "./components/postgres";
 import { POSTGRES_MAJOR } from "./components/versions";
-import { MlflowTrackingServer } from "./components/trackingServer";
+import { s3AccessOf } from "./components/s3Credentials";
+import { MlflowTrackingServer, SERVER_SERVICE_ACCOUNT } from "./components/trackingServer";
 
 const config = loadConfig();
 const stack = pulumi.getStack();
@@ -46,11 +47,17 @@ const artifacts = new ArtifactStore("mlflow-artifacts", {
     artifactPrefix: config.artifacts.artifactPrefix,
     forceDestroy: config.artifacts.forceDestroy,
     kmsKeyArn: config.artifacts.kmsKeyArn,
+    region: config.aws.region,
     noncurrentVersionExpirationDays: config.artifacts.noncurrentVersionExpirationDays,
     backupPrefix: config.backup.prefix,
     backupRetentionDays: config.backup.retentionDays,
     protect: config.protectData,
     bucketDependsOn: [guard],
+    credentials: config.aws.credentials,
+    workloads: {
+        server: { namespace: config.namespace, serviceAccount: SERVER_SERVICE_ACCOUNT },
+        backup: { namespace: config.namespace, serviceAccount: BACKUP_SERVICE_ACCOUNT },
+    },
     tags: { "mlflow-k8s:stack": stack },
 }, { providers: { aws: providers.aws } });
 
@@ -77,12 +84,7 @@ const backup = new DatabaseBackup("mlflow-db-backup", {
     superuserPasswordKey: SECRET_KEYS.superuserPassword,
     schedule: config.backup.schedule,
     destination: artifacts.backupUri,
-    s3: {
-        accessKeyId: artifacts.backupIdentity.accessKeyId,
-        secretAccessKey: artifacts.backupIdentity.secretAccessKey,
-        region: config.aws.region,
-        endpoint: config.aws.endpoint,
-    },
+    s3: s3AccessOf(artifacts.backupIdentity, config.aws.credentials, config.aws.region, config.aws.endpoint),
     kmsKeyArn: config.artifacts.kmsKeyArn,
     scratchSize: config.postgres.storageSize,
 }, { ...k8sOpts, dependsOn: [namespace, postgres] });
@@ -90,15 +92,10 @@ const backup = new DatabaseBackup("mlflow-db-backup", {
 const server = new MlflowTrackingServer("mlflow", {
     namespace: namespace.metadata.name,
     artifactsDestination: artifacts.artifactUri,
-    s3: {
-        accessKeyId: artifacts.accessKeyId,
-        secretAccessKey: artifacts.secretAccessKey,
-        region: config.aws.region,
-        endpoint: config.aws.endpoint,
-    },
+    s3: s3AccessOf(artifacts.serverIdentity, config.aws.credentials, config.aws.region, config.aws.endpoint),
     database: postgres.connection,
     databasePassword: postgres.password,
-    preMigrationBackup: { initContainers: backup.preMigrationBackup(), volumes: backup.volumes },
+    preMigrationBackup: { initContainers: backup.preMigrationBackup(), volumes: backup.volumes, serviceAccountName: backup.serviceAccountName },
     replicas: config.mlflow.replicas,
     maxReplicas: config.mlflow.maxReplicas,
     workers: config.mlflow.workers,
@@ -122,6 +119,7 @@ new NetworkPolicies("mlflow-network", {
     ingressControllerNamespace: config.mlflow.ingress ? config.network.ingressControllerNamespace : undefined,
     sourceRanges: config.network.sourceRanges,
     nodeLocalDnsAddress: config.network.nodeLocalDnsAddress,
+    podIdentityAgent: config.aws.credentials.mode === "podIdentity",
 }, k8sOpts);
 
 const localPort = 8080;
@@ -139,7 +137,9 @@ export const adminUsername = server.adminUsername;
 export const adminPassword = server.adminPassword;
 export const bucketName = artifacts.bucketName;
 export const artifactUri = artifacts.artifactUri;
-export const iamUserName = artifacts.userName;
+/** The server's IAM user (accessKey mode) or role (podIdentity, irsa); the other one is empty. */
+export const iamUserName = artifacts.serverIdentity.userName;
+export const iamRoleArn = artifacts.serverIdentity.roleArn;
 export const postgresHost = postgres.host;
 export const backupUri = artifacts.backupUri;
 export const backupStatusCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} get cronjob ${backup.cronJobName} -o jsonpath='{.status.lastSuccessfulTime}'`;

@@ -20,6 +20,10 @@ export const PROJECT = "mlflow-k8s";
 export const DEFAULT_PERMISSIONS = ["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] as const;
 export type DefaultPermission = (typeof DEFAULT_PERMISSIONS)[number];
 
+/** How the server and the backups get AWS credentials. */
+export const AWS_CREDENTIAL_MODES = ["accessKey", "podIdentity", "irsa"] as const;
+export type AwsCredentialMode = (typeof AWS_CREDENTIAL_MODES)[number];
+
 /** What `pulumi destroy` does with PostgreSQL's volume claim (and the namespace that holds it). */
 export const VOLUME_RETENTION = ["Delete", "Retain"] as const;
 export type VolumeRetention = (typeof VOLUME_RETENTION)[number];
@@ -44,6 +48,15 @@ export interface StackConfig {
         readonly region: string;
         /** Endpoint override for S3-compatible emulators (S3, IAM and STS, path-style). */
         readonly endpoint?: string;
+        /**
+         * `accessKey`: an IAM user and access key per identity, in a Secret. `podIdentity`: IAM roles
+         * bound to the pods' ServiceAccounts by EKS Pod Identity. `irsa`: IAM roles assumed with the
+         * ServiceAccounts' tokens through the cluster's OIDC provider.
+         */
+        readonly credentials:
+            | { readonly mode: "accessKey"; readonly keyGeneration: number }
+            | { readonly mode: "podIdentity"; readonly clusterName: string }
+            | { readonly mode: "irsa"; readonly oidcProviderArn: string };
     };
     readonly artifacts: {
         /** Prefix of the generated bucket name. */
@@ -122,6 +135,7 @@ const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 // decimal (n, u, m, k, M, G, T, P, E) or exponent suffix.
 const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
 const AWS_REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/;
+const OIDC_PROVIDER_ARN = /^arn:aws[a-z-]*:iam::\d{12}:oidc-provider\/[a-z0-9.-]+(\/[A-Za-z0-9._-]+)*$/;
 // A key, not an alias: IAM permissions name the key itself, which an alias ARN does not match.
 const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 // S3 keys may hold almost anything, but MLflow builds URIs from this prefix and the IAM
@@ -255,6 +269,35 @@ export function parseConfig(read: ConfigReader): StackConfig {
     if (endpoint !== undefined && !isHttpUrl(endpoint)) {
         fail("awsEndpoint", endpoint, "empty (real AWS) or an http(s) URL such as http://localhost:5000");
     }
+    const credentialMode = oneOf("awsCredentials", AWS_CREDENTIAL_MODES);
+    const keyGeneration = integer("awsAccessKeyGeneration", 1, 1000000);
+    const clusterName = optional("eksClusterName");
+    const oidcProviderArn = optional("eksOidcProviderArn");
+    if (clusterName !== undefined && !/^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/.test(clusterName)) {
+        fail("eksClusterName", clusterName, "an EKS cluster name: up to 100 letters, digits, '-' or '_', starting with a letter or digit");
+    }
+    if (oidcProviderArn !== undefined && !OIDC_PROVIDER_ARN.test(oidcProviderArn)) {
+        fail("eksOidcProviderArn", oidcProviderArn,
+            "the ARN of the cluster's IAM OIDC provider, such as arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/<id> (aws eks describe-cluster ... identity.oidc.issuer)");
+    }
+    if (credentialMode === "podIdentity" && clusterName === undefined) {
+        fail("eksClusterName", "", `required with ${PROJECT}:awsCredentials podIdentity: the EKS cluster the Pod Identity associations are made in`);
+    }
+    if (credentialMode === "irsa" && oidcProviderArn === undefined) {
+        fail("eksOidcProviderArn", "", `required with ${PROJECT}:awsCredentials irsa: the cluster's IAM OIDC provider the roles trust`);
+    }
+    if (credentialMode !== "podIdentity" && clusterName !== undefined) {
+        fail("eksClusterName", clusterName, `only with ${PROJECT}:awsCredentials podIdentity (it is ${credentialMode})`);
+    }
+    if (credentialMode !== "irsa" && oidcProviderArn !== undefined) {
+        fail("eksOidcProviderArn", oidcProviderArn, `only with ${PROJECT}:awsCredentials irsa (it is ${credentialMode})`);
+    }
+    if (credentialMode !== "accessKey" && keyGeneration !== 1) {
+        fail("awsAccessKeyGeneration", keyGeneration, `1: there are no access keys to rotate with ${PROJECT}:awsCredentials ${credentialMode}`);
+    }
+    const credentials = credentialMode === "podIdentity" ? { mode: credentialMode, clusterName: clusterName ?? "" }
+        : credentialMode === "irsa" ? { mode: credentialMode, oidcProviderArn: oidcProviderArn ?? "" }
+        : { mode: "accessKey" as const, keyGeneration };
 
     const bucketPrefix = required("bucketPrefix", "an S3 bucket name prefix such as mlflow-artifacts-");
     if (bucketPrefix !== "") {
@@ -382,7 +425,7 @@ export function parseConfig(read: ConfigReader): StackConfig {
         kubeContext,
         kubeconfig,
         namespace,
-        aws: { region, endpoint },
+        aws: { region, endpoint, credentials },
         artifacts: { bucketPrefix, artifactPrefix, forceDestroy, kmsKeyArn, noncurrentVersionExpirationDays },
         backup: { schedule: backupSchedule, retentionDays: backupRetentionDays, prefix: backupPrefix },
         protectData,

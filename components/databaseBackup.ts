@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { containerSecurityContext, emptyDir, labels, podSecurityContext, selectorLabels } from "./kube";
 import { DatabaseConnection, SUPERUSER, libpqEnv, readFiles } from "./postgres";
-import { S3Access, s3CredentialsSecret, s3Env } from "./s3Credentials";
+import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION, POSTGRES_IMAGE } from "./versions";
 
 /** Directory of the backup and restore scripts the component ships. */
@@ -12,6 +12,8 @@ export const BACKUP_SCRIPTS_DIR = path.join(__dirname, "backup-scripts");
 const SCRIPTS_MOUNT = "/opt/mlflow/backup";
 /** Where dumps are written before upload, and fetched before restore. */
 const SCRATCH_MOUNT = "/backup";
+/** ServiceAccount of the backup, restore and migration pods: the backup identity's role admits it. */
+export const BACKUP_SERVICE_ACCOUNT = "mlflow-db-backup";
 
 /**
  * Why a backup was taken, written into its manifest: the schedule, or the migration Job before
@@ -72,7 +74,8 @@ export interface DatabaseBackupArgs {
  *   `npm run restore` (scripts/restore.ts) creates from it with the backup to restore.
  *
  * The pods use their own IAM identity, which can write and read backups but delete nothing and
- * reach no artifact. Old backups expire by the bucket's lifecycle rule.
+ * reach no artifact, through their own ServiceAccount. Old backups expire by the bucket's
+ * lifecycle rule.
  */
 export class DatabaseBackup extends pulumi.ComponentResource {
     /** Name of the scheduled backup CronJob. */
@@ -85,6 +88,8 @@ export class DatabaseBackup extends pulumi.ComponentResource {
     public readonly restorePodSelector: Readonly<Record<string, string>>;
     /** Volumes the backup containers mount; a pod that runs {@link preMigrationBackup} needs them. */
     public readonly volumes: k8s.types.input.core.v1.Volume[];
+    /** ServiceAccount a pod that runs {@link preMigrationBackup} must run as (its identity's role admits it). */
+    public readonly serviceAccountName: pulumi.Output<string>;
 
     private readonly containers: (reason: BackupReason) => k8s.types.input.core.v1.Container[];
 
@@ -96,6 +101,8 @@ export class DatabaseBackup extends pulumi.ComponentResource {
         this.restorePodSelector = selectorLabels(name, "db-restore");
 
         const credentials = s3CredentialsSecret(`${name}-s3-credentials`, meta("db-backup"), args.s3, child);
+        const serviceAccount = workloadServiceAccount(`${name}-service-account`, BACKUP_SERVICE_ACCOUNT, meta("db-backup"), args.s3, child);
+        this.serviceAccountName = serviceAccount.metadata.name;
         const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
             metadata: meta("db-backup"),
             data: readFiles(BACKUP_SCRIPTS_DIR),
@@ -134,7 +141,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             imagePullPolicy: "IfNotPresent",
             command: ["python", `${SCRIPTS_MOUNT}/s3.py`, command],
             env: [
-                ...s3Env(credentials.metadata.name, { variable: "AWS_ENDPOINT_URL_S3", url: args.s3.endpoint }),
+                ...s3Env(credentials, args.s3, "AWS_ENDPOINT_URL_S3"),
                 { name: "BACKUP_BUCKET", value: destination.bucket },
                 { name: "BACKUP_PREFIX", value: destination.prefix },
                 { name: "BACKUP_SSE", value: args.kmsKeyArn === undefined ? "AES256" : "aws:kms" },
@@ -154,6 +161,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
 
         const podSpec = (initContainers: k8s.types.input.core.v1.Container[], containers: k8s.types.input.core.v1.Container[]) => ({
             restartPolicy: "Never",
+            serviceAccountName: this.serviceAccountName,
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             securityContext: podSecurityContext(MLFLOW_UID),

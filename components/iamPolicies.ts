@@ -9,7 +9,8 @@ export interface PolicyStatement {
     Effect: "Allow" | "Deny";
     Principal?: "*" | Record<string, string | string[]>;
     Action: string[];
-    Resource: string[];
+    /** Absent in a role's trust policy, where IAM refuses it: the role itself is the resource. */
+    Resource?: string[];
     Condition?: Record<string, Record<string, string | string[]>>;
 }
 
@@ -132,5 +133,69 @@ export function tlsOnlyBucketPolicy(bucketArn: string): PolicyDocument {
                 Condition: { Bool: { "aws:SecureTransport": "false" } },
             },
         ],
+    };
+}
+
+/** A Kubernetes ServiceAccount, which a role's trust policy admits. */
+export interface WorkloadIdentity {
+    readonly namespace: string;
+    readonly serviceAccount: string;
+}
+
+/**
+ * Trust policy of a role assumed through EKS Pod Identity: the EKS Pod Identity service, for sessions
+ * whose tags (set by EKS from the pod) name exactly this cluster, namespace and ServiceAccount. The
+ * association binds the ServiceAccount to the role; the conditions make the role refuse any other,
+ * even if someone associates it elsewhere.
+ */
+export function podIdentityTrustPolicy(clusterName: string, workload: WorkloadIdentity): PolicyDocument {
+    return {
+        Version: "2012-10-17",
+        Statement: [{
+            Sid: "EksPodIdentity",
+            Effect: "Allow",
+            Principal: { Service: "pods.eks.amazonaws.com" },
+            Action: ["sts:AssumeRole", "sts:TagSession"],
+            Condition: {
+                StringEquals: {
+                    "aws:RequestTag/eks-cluster-name": clusterName,
+                    "aws:RequestTag/kubernetes-namespace": workload.namespace,
+                    "aws:RequestTag/kubernetes-service-account": workload.serviceAccount,
+                },
+            },
+        }],
+    };
+}
+
+/** The issuer an EKS OIDC provider ARN names (`arn:aws:iam::<account>:oidc-provider/<issuer>`). */
+export function oidcIssuer(providerArn: string): string {
+    const m = /^arn:aws[a-z-]*:iam::\d{12}:oidc-provider\/(.+)$/.exec(providerArn);
+    if (m === null) {
+        throw new Error(`not an IAM OIDC provider ARN: ${providerArn}`);
+    }
+    return m[1]!;
+}
+
+/**
+ * Trust policy of a role assumed through IAM Roles for Service Accounts: web identities from the
+ * cluster's OIDC provider, only for tokens issued to exactly this ServiceAccount (`sub`) and meant for
+ * STS (`aud`).
+ */
+export function irsaTrustPolicy(oidcProviderArn: string, workload: WorkloadIdentity): PolicyDocument {
+    const issuer = oidcIssuer(oidcProviderArn);
+    return {
+        Version: "2012-10-17",
+        Statement: [{
+            Sid: "IrsaServiceAccount",
+            Effect: "Allow",
+            Principal: { Federated: oidcProviderArn },
+            Action: ["sts:AssumeRoleWithWebIdentity"],
+            Condition: {
+                StringEquals: {
+                    [`${issuer}:sub`]: `system:serviceaccount:${workload.namespace}:${workload.serviceAccount}`,
+                    [`${issuer}:aud`]: "sts.amazonaws.com",
+                },
+            },
+        }],
     };
 }

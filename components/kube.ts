@@ -104,7 +104,8 @@ export function emptyDir(name: string, sizeLimit: string): k8s.types.input.core.
 export function checksum(...values: unknown[]): string {
     const hash = crypto.createHash("sha256");
     for (const v of values) {
-        hash.update(JSON.stringify(v, Object.keys(flatten(v)).sort()));
+        // An absent value (no such Secret in this mode) hashes as null, distinct from any string.
+        hash.update(JSON.stringify(v ?? null, Object.keys(flatten(v)).sort()));
         hash.update("\0");
     }
     return hash.digest("hex");

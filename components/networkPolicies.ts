@@ -41,7 +41,16 @@ export interface NetworkPoliciesArgs {
      * @default undefined: cluster DNS in kube-system only
      */
     readonly nodeLocalDnsAddress?: string;
+    /**
+     * Whether the pods that reach S3 get their role through EKS Pod Identity, whose agent on every node
+     * hands out credentials at a link-local address.
+     * @default false
+     */
+    readonly podIdentityAgent?: boolean;
 }
+
+/** Where the EKS Pod Identity Agent serves credentials on every node (IPv4 and IPv6), on port 80. */
+export const POD_IDENTITY_AGENT = Object.freeze({ cidrs: ["169.254.170.23/32", "fd00:ec2::23/128"], port: 80 });
 
 /** Namespace of the cluster DNS (CoreDNS or kube-dns) in every conformant cluster. */
 export const DNS_NAMESPACE = "kube-system";
@@ -109,11 +118,14 @@ export class NetworkPolicies extends pulumi.ComponentResource {
         const tcp = (port: number) => ({ protocol: "TCP", port });
         const toPostgres: EgressRule = { to: [pods(args.postgres.podSelector)], ports: [tcp(args.postgres.port)] };
         const dns = dnsEgress(args.nodeLocalDnsAddress);
-        const toS3: EgressRule = {
+        const toS3: EgressRule[] = [{
             // S3 has no fixed addresses; the port is the limit.
             to: [{ ipBlock: { cidr: "0.0.0.0/0" } }, { ipBlock: { cidr: "::/0" } }],
             ports: s3EgressPorts(args.s3Endpoint).map(tcp),
-        };
+        }, ...(args.podIdentityAgent ? [{
+            to: POD_IDENTITY_AGENT.cidrs.map((cidr) => ({ ipBlock: { cidr } })),
+            ports: [tcp(POD_IDENTITY_AGENT.port)],
+        }] : [])];
         const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore];
 
         const postgres = new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
@@ -155,7 +167,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 podSelector: { matchLabels: { ...args.trackingServer.podSelector } },
                 policyTypes: ["Ingress", "Egress"],
                 ingress: serverIngress,
-                egress: [dns, toPostgres, toS3],
+                egress: [dns, toPostgres, ...toS3],
             },
         }, child);
 
@@ -167,7 +179,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                     podSelector: { matchLabels: { ...workload.podSelector } },
                     policyTypes: ["Ingress", "Egress"],
                     ingress: [],
-                    egress: [dns, toPostgres, toS3],
+                    egress: [dns, toPostgres, ...toS3],
                 },
             }, child));
 

@@ -9,7 +9,7 @@ import {
     allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
 } from "./mlflowSettings";
 import { DatabaseConnection, libpqEnv, readFiles } from "./postgres";
-import { S3Access, s3CredentialsSecret, s3Env } from "./s3Credentials";
+import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
 /**
@@ -41,6 +41,8 @@ export const SERVER_SECRET_KEYS = Object.freeze({
 /** Directory of the scripts the server's pods run, and where they are mounted. */
 export const SERVER_SCRIPTS_DIR = path.join(__dirname, "server-scripts");
 const SCRIPTS_MOUNT = "/opt/mlflow/server";
+/** ServiceAccount of the server's pods: the server identity's role admits it. */
+export const SERVER_SERVICE_ACCOUNT = "mlflow-tracking-server";
 
 /** Arguments of {@link MlflowTrackingServer}. */
 export interface MlflowTrackingServerArgs {
@@ -62,6 +64,8 @@ export interface MlflowTrackingServerArgs {
     readonly preMigrationBackup?: {
         readonly initContainers: k8s.types.input.core.v1.Container[];
         readonly volumes: k8s.types.input.core.v1.Volume[];
+        /** The backup identity's ServiceAccount, which the Job's pod then runs as. */
+        readonly serviceAccountName: pulumi.Input<string>;
     };
     /** Pods when not autoscaling; the minimum when autoscaling. */
     readonly replicas: number;
@@ -131,6 +135,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
 
         // --- Secrets -------------------------------------------------------------------------
         const s3Secret = s3CredentialsSecret(`${name}-s3-credentials`, meta, args.s3, child);
+        const serviceAccount = workloadServiceAccount(`${name}-service-account`, SERVER_SERVICE_ACCOUNT, meta, args.s3, child);
 
         const adminPassword = new random.RandomPassword(`${name}-admin-password`, {
             length: 24, special: true, overrideSpecial: "-_.~!@#%^*+=", minLower: 2, minUpper: 2, minNumeric: 2, minSpecial: 1,
@@ -178,7 +183,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         ];
         const serverEnv: k8s.types.input.core.v1.EnvVar[] = [
             ...databaseEnv,
-            ...s3Env(s3Secret.metadata.name, { variable: "MLFLOW_S3_ENDPOINT_URL", url: args.s3.endpoint }),
+            ...s3Env(s3Secret, args.s3, "MLFLOW_S3_ENDPOINT_URL"),
             { name: "MLFLOW_AUTH_CONFIG_PATH", value: `${AUTH_CONFIG_DIR}/${AUTH_CONFIG_FILE}` },
             { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
             secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
@@ -228,6 +233,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     metadata: { labels: labels(name, "db-migration", MLFLOW_VERSION) },
                     spec: {
                         ...podSpecBase,
+                        // The backup runs first, as the backup identity; the migration needs none.
+                        serviceAccountName: args.preMigrationBackup?.serviceAccountName,
                         restartPolicy: "OnFailure",
                         initContainers: args.preMigrationBackup?.initContainers ?? [],
                         // Both schemas, then the admin user as the stack says, in one interpreter.
@@ -264,9 +271,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         // provider's outputs are the live objects, which have `data` and never `stringData`, so a
         // preview would see the hash as unknown and propose a rollout on every run.
         const configChecksum = pulumi.all([
-            args.s3.accessKeyId, args.s3.secretAccessKey, args.s3.region, this.adminPassword, flaskSecretKey.result, kekPassphrase.result,
-            authIni, args_,
-            args.database.secretName, args.databasePassword, s3Secret.metadata.name, serverSecret.metadata.name,
+            args.s3.accessKey?.id, args.s3.accessKey?.secret, args.s3.region, args.s3.role?.arn, this.adminPassword, flaskSecretKey.result,
+            kekPassphrase.result, authIni, args_,
+            args.database.secretName, args.databasePassword, s3Secret?.metadata.name, serverSecret.metadata.name,
         ]).apply((values) => checksum(...values));
 
         const httpGetHealth = { path: "/health", port: "http" };
@@ -283,6 +290,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     },
                     spec: {
                         ...podSpecBase,
+                        serviceAccountName: serviceAccount.metadata.name,
                         terminationGracePeriodSeconds: 30,
                         // Spread replicas over nodes where possible, so one node going away never
                         // takes every server with it.

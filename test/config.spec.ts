@@ -100,6 +100,16 @@ describe("config", () => {
             expect(c.mlflow.maxReplicas).to.equal(0);
         });
 
+        it("shows the EKS credential modes in the dev stack, with placeholders that fail until filled in", () => {
+            const text = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
+            const commented = [...text.matchAll(/^ {2}# (mlflow-k8s:(\w+)): (.+)$/gm)].map((m) => [m[2]!, m[3]!] as const);
+            expect(commented.map(([k]) => k)).to.deep.equal(["awsCredentials", "eksClusterName", "awsCredentials", "eksOidcProviderArn"]);
+            for (const pair of [commented.slice(0, 2), commented.slice(2, 4)]) {
+                const overrides = Object.fromEntries(pair);
+                expect(() => parse(overrides, "dev"), JSON.stringify(overrides)).to.throw(new RegExp(`mlflow-k8s:${pair[1]![0]} = .* is invalid`));
+            }
+        });
+
         it("runs dev with two or more replicas and autoscaling", () => {
             const c = parseConfig(readerFor("dev"));
             expect(c.mlflow.replicas).to.be.at.least(2);
@@ -164,6 +174,14 @@ describe("config", () => {
             ["a source range without a prefix length", { ingressSourceRanges: "10.0.0.0" }, "ingressSourceRanges", /CIDRs/],
             ["a source range with a bad prefix length", { ingressSourceRanges: "10.0.0.0/33" }, "ingressSourceRanges", /CIDRs/],
             ["a NodeLocal DNS address that is not an IP", { nodeLocalDnsAddress: "dns.local" }, "nodeLocalDnsAddress", /IP address/],
+            ["an unknown credential mode", { awsCredentials: "instanceProfile" }, "awsCredentials", /one of accessKey, podIdentity, irsa/],
+            ["Pod Identity without a cluster", { awsCredentials: "podIdentity" }, "eksClusterName", /required with mlflow-k8s:awsCredentials podIdentity/],
+            ["IRSA without an OIDC provider", { awsCredentials: "irsa" }, "eksOidcProviderArn", /required with mlflow-k8s:awsCredentials irsa/],
+            ["an OIDC provider that is not an ARN", { awsCredentials: "irsa", eksOidcProviderArn: "https://oidc.eks.eu-west-1.amazonaws.com/id/X" }, "eksOidcProviderArn", /ARN of the cluster's IAM OIDC provider/],
+            ["a cluster name with access keys", { eksClusterName: "dev" }, "eksClusterName", /only with mlflow-k8s:awsCredentials podIdentity \(it is accessKey\)/],
+            ["an OIDC provider with Pod Identity", { awsCredentials: "podIdentity", eksClusterName: "dev", eksOidcProviderArn: "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X" }, "eksOidcProviderArn", /only with mlflow-k8s:awsCredentials irsa/],
+            ["a key generation without keys", { awsCredentials: "podIdentity", eksClusterName: "dev", awsAccessKeyGeneration: "2" }, "awsAccessKeyGeneration", /no access keys to rotate/],
+            ["a key generation of zero", { awsAccessKeyGeneration: "0" }, "awsAccessKeyGeneration", /integer from 1/],
         ];
         for (const [what, overrides, key, allowed] of cases) {
             it(`rejects ${what}`, () => expectRejected(overrides, key, allowed));

@@ -359,6 +359,11 @@ export async function runProgram(stack: string, overrides: Record<string, string
         }
     }
 
+    // An exception inside an apply() rejects a promise no one awaits: the resource it feeds is never
+    // registered and the program still "succeeds". Catch them, and fail the run.
+    const rejections: unknown[] = [];
+    const onRejection = (reason: unknown): void => { rejections.push(reason); };
+    process.on("unhandledRejection", onRejection);
     const program: Record<string, unknown> = await import(options.entry ?? path.join(ROOT, "index"));
     const outputs: Record<string, unknown> = {};
     const secretOutputs: string[] = [];
@@ -378,6 +383,10 @@ export async function runProgram(stack: string, overrides: Record<string, string
     while (seen !== resources.length) {
         seen = resources.length;
         await new Promise((r) => setTimeout(r, 20));
+    }
+    process.off("unhandledRejection", onRejection);
+    if (rejections.length > 0) {
+        throw new Error(`the program failed while registering resources: ${rejections.map(String).join("; ")}`);
     }
 
     const run: ProgramRun = {

@@ -29,7 +29,7 @@ describe("iamPolicies", () => {
             for (const s of policy.Statement) {
                 expect(s.Effect).to.equal("Allow");
                 expect(s.Action.join(), "wildcard action").to.not.include("*");
-                for (const r of s.Resource) {
+                for (const r of s.Resource ?? []) {
                     expect(r.startsWith(BUCKET), r).to.equal(true);
                     expect(r === "*" || r === `${BUCKET}/*`, `resource ${r} is wider than the prefix`).to.equal(false);
                 }

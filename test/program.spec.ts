@@ -141,9 +141,12 @@ describe("the whole program", () => {
         await stackRun("minikube"); // mocks in place
         const store = new ArtifactStore("secretness-probe", {
             bucketPrefix: "probe-", artifactPrefix: "mlflow", noncurrentVersionExpirationDays: 1, backupPrefix: "backups", backupRetentionDays: 1, region: "us-east-1",
+            workloads: { server: { namespace: "ns", serviceAccount: "server" }, backup: { namespace: "ns", serviceAccount: "backup" } },
         });
-        expect(await pulumi.isSecret(store.secretAccessKey)).to.equal(true);
-        expect(await pulumi.isSecret(store.accessKeyId)).to.equal(true);
+        for (const identity of [store.serverIdentity, store.backupIdentity]) {
+            expect(await pulumi.isSecret(identity.accessKey!.secret)).to.equal(true);
+            expect(await pulumi.isSecret(identity.accessKey!.id)).to.equal(true);
+        }
         expect(await pulumi.isSecret(store.bucketName)).to.equal(false);
     });
 });

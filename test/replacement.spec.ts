@@ -20,6 +20,10 @@ type Change = Readonly<Record<string, string | number | boolean>>;
 export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     kubeContext: [{ kubeContext: "other-cluster" }],
     kubeconfig: [{ kubeconfig: "/home/operator/.kube/other-config" }],
+    awsCredentials: [{ awsCredentials: "podIdentity", eksClusterName: "dev" }],
+    awsAccessKeyGeneration: [{ awsAccessKeyGeneration: 2 }],
+    eksClusterName: [{ awsCredentials: "podIdentity", eksClusterName: "other-cluster" }],
+    eksOidcProviderArn: [{ awsCredentials: "irsa", eksOidcProviderArn: "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE" }],
     namespace: [{ namespace: "mlflow-prod" }],
     awsRegion: [{ awsRegion: "eu-west-3" }],
     awsEndpoint: [{ awsEndpoint: "http://127.0.0.1:5000" }, { awsEndpoint: "https://minio.example.com" }],
