@@ -40,6 +40,12 @@ describe("preview of an unchanged stack", () => {
         });
     }
 
+    it("fails a run whose program throws inside an apply, where a resource would silently be missing", async () => {
+        const entry = path.join(__dirname, "fixtures", "throwsInApply");
+        await runProgram("minikube", {}, { entry }).then(
+            () => expect.fail("the run succeeded"), (e: Error) => expect(e.message).to.match(/failed while registering resources: .*computed value failed/));
+    });
+
     it("catches a pod checksum taken from a Secret's stringData output (the provider returns data, never stringData)", async () => {
         const entry = path.join(__dirname, "fixtures", "checksumOfSecretOutput");
         const update = await runProgram("minikube", {}, { entry });
