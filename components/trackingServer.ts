@@ -28,6 +28,13 @@ const MIGRATION_TIMEOUT = `${MIGRATION_DEADLINE_SECONDS + 5 * 60}s`;
  * Ephemeral storage: the server spools proxied uploads to /tmp (an emptyDir of {@link TMP_SIZE})
  * before they go to S3; logs go to the node. The Job's containers write next to nothing.
  */
+/**
+ * Seconds a stopping server keeps accepting requests (its preStop hook) before SIGTERM, so that
+ * requests routed to it while the endpoint removal propagates still succeed.
+ */
+export const PRE_STOP_SECONDS = 5;
+/** Seconds after SIGTERM for requests in flight (an artifact upload) to finish before SIGKILL. */
+const DRAIN_SECONDS = 25;
 const TMP_SIZE = "4Gi";
 const SERVER_STORAGE: EphemeralStorage = { request: "512Mi", limit: "5Gi" };
 const JOB_STORAGE: EphemeralStorage = { request: "64Mi", limit: "1Gi" };
@@ -291,7 +298,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     spec: {
                         ...podSpecBase,
                         serviceAccountName: serviceAccount.metadata.name,
-                        terminationGracePeriodSeconds: 30,
+                        terminationGracePeriodSeconds: PRE_STOP_SECONDS + DRAIN_SECONDS,
                         // Spread replicas over nodes where possible, so one node going away never
                         // takes every server with it.
                         affinity: {
@@ -317,6 +324,10 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             // server busy enough to answer /health slowly leaves the Service (readiness)
                             // instead of being restarted under load, which would only add to the load.
                             livenessProbe: { tcpSocket: { port: "http" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 3 },
+                            // A deleted pod leaves the Service's endpoints while the kubelet stops it; until
+                            // every node's proxy and the Ingress controller have caught up, requests still
+                            // arrive. The server keeps accepting them for this long, then drains on SIGTERM.
+                            lifecycle: { preStop: { exec: { command: ["sleep", String(PRE_STOP_SECONDS)] } } },
                             volumeMounts: [
                                 tmpMount,
                                 { name: "auth-config", mountPath: AUTH_CONFIG_DIR, readOnly: true },

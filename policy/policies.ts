@@ -70,14 +70,20 @@ export const podSecurityRestricted = podTemplatePolicy(
 export const podHardening = podTemplatePolicy(
     "k8s-pod-hardening",
     "Containers run with a read-only root filesystem, CPU and memory requests and a memory limit, pinned images, credentials only from Secrets, and pods mount no service-account token.",
-    (t) => hardeningFindings(t).filter((f) => f.rule !== "hardening.probes"),
+    (t) => hardeningFindings(t).filter((f) => !WORKLOAD_LIFECYCLE_RULES.includes(f.rule)),
 );
 
-/** Readiness and liveness probes on long-running containers, and not the same probe twice. */
+/** Rules of how a workload starts, serves and stops, as opposed to what it may do. */
+const WORKLOAD_LIFECYCLE_RULES = ["hardening.probes", "hardening.gracefulShutdown"];
+
+/**
+ * Readiness and liveness probes on long-running containers, not the same probe twice, and a
+ * Deployment's containers serving through their preStop hook within the grace period.
+ */
 export const workloadProbes = podTemplatePolicy(
     "k8s-workload-probes",
-    "Long-running containers have a readiness and a liveness probe, and the two differ.",
-    (t) => hardeningFindings(t).filter((f) => f.rule === "hardening.probes"),
+    "Long-running containers have a readiness and a liveness probe, and the two differ; a Deployment's containers have a preStop sleep shorter than the grace period.",
+    (t) => hardeningFindings(t).filter((f) => WORKLOAD_LIFECYCLE_RULES.includes(f.rule)),
 );
 
 /** Namespaces enforce `restricted`, so a workload created outside Pulumi is held to it too. */

@@ -85,6 +85,10 @@ describe("Pod Security Standards restricted and hardening", () => {
             ["hardening.imagePinned", "runs an untagged image", "job", (o) => { init(o).image = "ghcr.io/mlflow/mlflow"; }],
             ["hardening.probes", "has no liveness probe", "deployment", (o) => { delete main(o).livenessProbe; }],
             ["hardening.probes", "has identical probes", "deployment", (o) => { main(o).livenessProbe = structuredClone(main(o).readinessProbe); }],
+            ["hardening.gracefulShutdown", "has no preStop hook", "deployment", (o) => { delete main(o).lifecycle; }],
+            ["hardening.gracefulShutdown", "sleeps as long as the grace period", "deployment", (o) => { pod(o).terminationGracePeriodSeconds = 5; }],
+            ["hardening.gracefulShutdown", "sleeps past the default grace period", "deployment", (o) => { delete pod(o).terminationGracePeriodSeconds; main(o).lifecycle.preStop = { sleep: { seconds: 30 } }; }],
+            ["hardening.gracefulShutdown", "runs a preStop command that is not a sleep", "deployment", (o) => { main(o).lifecycle.preStop.exec.command = ["nginx", "-s", "quit"]; }],
             ["hardening.secretEnvByReference", "puts a password in an env literal", "job", (o) => { init(o).env.push({ name: "DB_PASSWORD", value: "hunter2" }); }],
         ];
 

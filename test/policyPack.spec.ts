@@ -120,6 +120,7 @@ describe("policy pack (CrossGuard, offline)", () => {
             ["k8s-pod-hardening", "PostgreSQL with a writable root filesystem", () => broken("kubernetes:apps/v1:StatefulSet", (s) => { container(s).securityContext.readOnlyRootFilesystem = false; })],
             ["k8s-pod-hardening", "a server image on :latest", () => broken("kubernetes:apps/v1:Deployment", (s) => { container(s).image = "ghcr.io/mlflow/mlflow:latest"; })],
             ["k8s-workload-probes", "a server without a readiness probe", () => broken("kubernetes:apps/v1:Deployment", (s) => { delete container(s).readinessProbe; })],
+            ["k8s-workload-probes", "a server without a preStop hook", () => broken("kubernetes:apps/v1:Deployment", (s) => { delete container(s).lifecycle; })],
             ["k8s-namespace-pod-security", "a namespace enforcing only baseline", () => broken("kubernetes:core/v1:Namespace", (s) => { s.metadata.labels["pod-security.kubernetes.io/enforce"] = "baseline"; })],
             ["k8s-network-isolation", "no default-deny policy", () => broken("kubernetes:networking.k8s.io/v1:NetworkPolicy", () => false, /default-deny/)],
             ["k8s-network-isolation", "a server policy open to the world", () => broken("kubernetes:networking.k8s.io/v1:NetworkPolicy", (s) => { s.spec.ingress = [{}]; }, /tracking-server/)],

@@ -85,8 +85,11 @@ export const RESTRICTED_RULES = [
 /** Rule ids of the project's hardening rules, each with a fixture in the tests. */
 export const HARDENING_RULES = [
     "hardening.readOnlyRootFilesystem", "hardening.resources", "hardening.serviceAccountToken",
-    "hardening.imagePinned", "hardening.probes", "hardening.secretEnvByReference",
+    "hardening.imagePinned", "hardening.probes", "hardening.gracefulShutdown", "hardening.secretEnvByReference",
 ] as const;
+
+/** The kubelet's default terminationGracePeriodSeconds. */
+const DEFAULT_GRACE_SECONDS = 30;
 
 /** Findings of the Pod Security Standards `restricted` profile for one pod spec. */
 export function restrictedFindings(spec: Obj, path: string): Finding[] {
@@ -242,8 +245,33 @@ export function hardeningFindings(template: PodTemplate): Finding[] {
                 add("hardening.probes", `${at}.livenessProbe`, "liveness must differ from readiness, or a busy pod is restarted instead of taken out of rotation");
             }
         }
+        if (!init && kind === "Deployment" && !at.includes("ephemeralContainers")) {
+            checkGracefulShutdown(container, spec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, at, add);
+        }
     }
     return out;
+}
+
+/**
+ * A Deployment's pods are replaced on every rollout while a Service routes to them: each container
+ * needs a preStop hook that keeps it serving while its endpoint's removal propagates (a `sleep`
+ * command, or the kubelet's sleep action), and the hook must end with time left in the grace
+ * period for requests in flight to drain after SIGTERM.
+ */
+function checkGracefulShutdown(container: Obj, graceSeconds: number, at: string, add: (rule: string, at: string, message: string) => void): void {
+    const preStop: Obj | undefined = container.lifecycle?.preStop;
+    if (preStop === undefined) {
+        add("hardening.gracefulShutdown", `${at}.lifecycle.preStop`, "a Deployment's container needs a preStop hook (a short sleep), or requests routed to it while its endpoint is removed fail");
+        return;
+    }
+    const command: unknown = preStop.exec?.command;
+    const seconds = preStop.sleep !== undefined ? Number(preStop.sleep.seconds)
+        : Array.isArray(command) && command.length === 2 && command[0] === "sleep" ? Number(command[1]) : undefined;
+    if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) {
+        add("hardening.gracefulShutdown", `${at}.lifecycle.preStop`, "the preStop hook must be a sleep of a positive number of seconds (exec [\"sleep\", \"N\"] or sleep.seconds)");
+    } else if (seconds >= graceSeconds) {
+        add("hardening.gracefulShutdown", `${at}.lifecycle.preStop`, `the preStop sleep (${seconds} s) must end before terminationGracePeriodSeconds (${graceSeconds} s), leaving time to drain after SIGTERM`);
+    }
 }
 
 /** Every `restricted` and hardening finding for every pod template an object holds. */

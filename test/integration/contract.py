@@ -142,14 +142,10 @@ def lifecycle_rule(rule):
     return out
 
 
-def provision(doc):
-    import boto3
-
+def bootstrap(doc):
+    """The deploying identity (what runs `pulumi up` in a real account): moto lets the first
+    INITIAL_NO_AUTH_ACTION_COUNT requests through unauthenticated, exactly the three that create it."""
     endpoint, region = doc["endpoint"], doc["region"]
-    default_tags = doc.get("defaultTags", {})
-
-    # moto lets the first INITIAL_NO_AUTH_ACTION_COUNT requests through unauthenticated: exactly
-    # the three that create the deploying identity (what runs `pulumi up` in a real account).
     anon_s3, anon_iam = clients(endpoint, region, "bootstrap", "bootstrap")
     anon_iam.create_user(UserName="deployer")
     anon_iam.put_user_policy(
@@ -161,12 +157,30 @@ def provision(doc):
         }),
     )
     key = anon_iam.create_access_key(UserName="deployer")["AccessKey"]
-    deployer = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
-    s3, iam = clients(endpoint, region, deployer["id"], deployer["secret"])
-    enforcement = {
-        "unknownKeyListBuckets": outcome(lambda: anon_s3.list_buckets()),
-        "unknownKeyListUsers": outcome(lambda: anon_iam.list_users()),
+    return {
+        "deployer": {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]},
+        "enforcement": {
+            "unknownKeyListBuckets": outcome(lambda: anon_s3.list_buckets()),
+            "unknownKeyListUsers": outcome(lambda: anon_iam.list_users()),
+        },
     }
+
+
+def kms_key(doc):
+    """A customer-managed KMS key, as a team would bring one for `bucketKmsKeyArn`."""
+    import boto3
+
+    kms = boto3.session.Session(aws_access_key_id=doc["deployer"]["id"], aws_secret_access_key=doc["deployer"]["secret"],
+                                region_name=doc["region"]).client("kms", endpoint_url=doc["endpoint"])
+    return {"arn": kms.create_key(Description="mlflow-k8s contract test")["KeyMetadata"]["Arn"]}
+
+
+def provision(doc):
+    endpoint, region = doc["endpoint"], doc["region"]
+    default_tags = doc.get("defaultTags", {})
+    boot = {"deployer": doc["deployer"], "enforcement": {}} if "deployer" in doc else bootstrap(doc)
+    deployer, enforcement = boot["deployer"], boot["enforcement"]
+    s3, iam = clients(endpoint, region, deployer["id"], deployer["secret"])
 
     resources = doc["resources"]
     unknown_types = sorted({r["type"] for r in resources} - set(ORDER))
@@ -692,6 +706,30 @@ def kek_check(doc):
     return {"stack": decrypts(doc["passphrase"]), "default": decrypts(DEFAULT_KEK_PASSPHRASE)}
 
 
+def delete_access_key(doc):
+    """What Pulumi does last in a rotation: delete the previous generation's key."""
+    _, iam = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
+    iam.delete_access_key(UserName=doc["user"], AccessKeyId=doc["keyId"])
+    return {"deleted": doc["keyId"]}
+
+
+def key_probe(doc):
+    """Whether an access key still works: one read under the prefix it may read."""
+    s3, _ = clients(doc["endpoint"], doc["region"], doc["key"]["id"], doc["key"]["secret"])
+    return {"list": outcome(lambda: s3.list_objects_v2(Bucket=doc["bucket"], Prefix=f"{doc['prefix']}/", MaxKeys=1))}
+
+
+def object_encryption(doc):
+    """How S3 stored some objects: the algorithm and the KMS key."""
+    s3, _ = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=doc["bucket"], Prefix=doc["prefix"]):
+        for o in page.get("Contents", []):
+            head = s3.head_object(Bucket=doc["bucket"], Key=o["Key"])
+            out[o["Key"]] = {"sse": head.get("ServerSideEncryption"), "kmsKeyId": head.get("SSEKMSKeyId")}
+    return out
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -705,6 +743,11 @@ def main():
         "backup-probe": backup_probe,
         "backup-objects": backup_objects,
         "kek-check": kek_check,
+        "bootstrap": bootstrap,
+        "kms-key": kms_key,
+        "delete-access-key": delete_access_key,
+        "key-probe": key_probe,
+        "object-encryption": object_encryption,
     }
     result = handlers[command](doc)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -14,12 +14,15 @@ export interface Ingress {
     readonly port: number;
     /** Requests forwarded to each backend port. */
     readonly served: Map<number, number>;
+    /** The pods the Service selects now (a rollout adds and removes them). */
+    setBackends(ports: readonly number[]): void;
     close(): Promise<void>;
 }
 
 /** Starts the proxy for `host`, spreading requests over `backends` (loopback ports). */
-export function startIngress(host: string, backends: readonly number[], foreignPage: string): Promise<Ingress> {
+export function startIngress(host: string, initial: readonly number[], foreignPage: string): Promise<Ingress> {
     let next = 0;
+    let backends = [...initial];
     const served = new Map<number, number>(backends.map((b) => [b, 0]));
     const server = http.createServer((req, res) => {
         // A browser using a proxy sends the absolute URL; a client talking to it directly, the path.
@@ -33,6 +36,9 @@ export function startIngress(host: string, backends: readonly number[], foreignP
         const upstream = http.request({
             host: "127.0.0.1", port: backend, method: req.method, path: `${url.pathname}${url.search}`,
             headers: { ...req.headers, host: url.host },
+            // One backend connection per client connection, as kube-proxy forwards (no pool of
+            // kept-alive upstream connections).
+            agent: false,
         }, (up) => {
             res.writeHead(up.statusCode ?? 502, up.headers);
             up.pipe(res);
@@ -46,6 +52,7 @@ export function startIngress(host: string, backends: readonly number[], foreignP
             resolve({
                 port: typeof address === "object" && address ? address.port : 0,
                 served,
+                setBackends: (ports) => { backends = [...ports]; },
                 close: () => new Promise((r) => server.close(() => r())),
             });
         });

@@ -12,9 +12,9 @@ import * as path from "path";
 import { POSTGRES_UID } from "../../../components/versions";
 import { ROOT, RecordedResource, runProgram } from "../../harness";
 import { generatePassword } from "./credentials";
-import { freePort, runToCompletion, Service, stopService } from "./processes";
+import { freePort, runToCompletion, Service } from "./processes";
 import { ImageRuntime, LocalContainer, Rendered, TYPES } from "./rendered";
-import { Moto, Postgres, postgresImage, runContainer, startContainer, startMoto, startPostgres, waitForProbes } from "./services";
+import { Moto, Postgres, postgresImage, runContainer, startContainer, startMoto, startPostgres, stopContainer, waitForProbes } from "./services";
 
 export const CACHE = path.join(ROOT, ".cache", "integration");
 export const MLFLOW_VENV = path.join(CACHE, "venv-mlflow");
@@ -125,7 +125,7 @@ export class Platform {
     region!: string;
     bucket!: string;
     artifactPrefix!: string;
-    deployer!: AccessKey;
+    deployer: AccessKey | undefined;
     /** The real access keys, by logical name of the AccessKey resource. */
     readonly keys = new Map<string, AccessKey>();
     provisionReport: any;
@@ -135,6 +135,8 @@ export class Platform {
     superuser!: Login;
     admin!: Login;
     images!: Record<string, ImageRuntime>;
+    /** The config overrides of the current render. */
+    private overrides: Record<string, string | number | boolean> | undefined;
     private serverStarts = 0;
     private jobRuns = 0;
 
@@ -180,6 +182,7 @@ export class Platform {
 
     /** Renders the stack with the S3 endpoint pointed at moto, and the images that stand in for the rendered ones. */
     async render(versions = this.options.versions, overrides = this.options.overrides): Promise<void> {
+        this.overrides = overrides;
         this.r = new Rendered(await runProgram(this.options.stack, { ...(overrides ?? {}), awsEndpoint: this.moto.url },
             versions === undefined ? {} : { versions }));
         const pod = (type: string) => this.r.all(type)[0]!.inputs.spec.template.spec.containers[0];
@@ -212,8 +215,49 @@ export class Platform {
     async rerender(options: { versions?: Readonly<Record<string, string>>; overrides?: Record<string, string | number | boolean>; mlflowVenv?: string } = {}): Promise<void> {
         const earlier = this.r;
         this.mlflowVenv = options.mlflowVenv ?? MLFLOW_VENV;
-        await this.render(options.versions, options.overrides ?? this.options.overrides);
+        await this.render(options.versions, options.overrides ?? this.overrides);
         this.r.adopt(earlier);
+    }
+
+    /**
+     * The deploying identity, before anything else exists in the account: needed first when the
+     * configuration names something the team brings (a KMS key). Otherwise {@link provision} makes it.
+     */
+    async bootstrap(region: string): Promise<void> {
+        const boot = await this.python("bootstrap", { endpoint: this.moto.url, region }, { AWS_CA_BUNDLE: this.moto.caBundle });
+        this.deployer = boot.deployer;
+    }
+
+    /** A customer-managed KMS key in moto, created by the deployer. */
+    async createKmsKey(region: string): Promise<string> {
+        return (await this.python("kms-key", { endpoint: this.moto.url, region, deployer: this.deployer }, { AWS_CA_BUNDLE: this.moto.caBundle })).arn;
+    }
+
+    /**
+     * A new generation of access keys (`awsAccessKeyGeneration`), as `pulumi up` brings it: the stack
+     * rendered again, the keys it names now created in moto and put in the rendered Secrets. The old
+     * keys still exist: returns them, for the step Pulumi runs last (deleting them).
+     */
+    async rotateAccessKeys(generation: number): Promise<Array<{ user: string; key: AccessKey }>> {
+        const old = this.r.run.ofType("aws:iam/accessKey:AccessKey").map((k) => ({ user: k.inputs.user as string, key: this.keys.get(k.name)! }));
+        await this.rerender({ overrides: { ...(this.overrides ?? {}), awsAccessKeyGeneration: generation } });
+        const fresh = this.r.run.ofType("aws:iam/accessKey:AccessKey").filter((k) => !this.keys.has(k.name));
+        const report = await this.python("provision", {
+            endpoint: this.moto.url, region: this.region, deployer: this.deployer, artifactPrefix: this.artifactPrefix,
+            resources: fresh.map((x) => ({ type: x.type, name: x.name, inputs: x.inputs, state: x.state })),
+        }, { AWS_CA_BUNDLE: this.moto.caBundle });
+        this.adoptKeys(report.accessKeys);
+        return old;
+    }
+
+    /** Real keys replace the mocks' wherever the rendered Secrets hold them. */
+    private adoptKeys(created: Array<{ name: string; id: string; secret: string }>): void {
+        for (const k of created) {
+            const rendered = this.r.run.one("aws:iam/accessKey:AccessKey", new RegExp(`^${k.name}$`));
+            this.keys.set(k.name, { id: k.id, secret: k.secret });
+            this.r.substituteCredential(rendered.id, k.id);
+            this.r.substituteCredential(rendered.state.secret, k.secret);
+        }
     }
 
     /** Creates the rendered AWS resources in moto; the real access keys replace the mocks' in the rendered Secrets. */
@@ -230,15 +274,11 @@ export class Platform {
         this.artifactPrefix = m[2]!;
         const report = await this.python("provision", {
             endpoint: this.moto.url, region: this.region, defaultTags, artifactPrefix: this.artifactPrefix, resources: awsResources,
+            ...(this.deployer === undefined ? {} : { deployer: this.deployer }),
         }, { AWS_CA_BUNDLE: this.moto.caBundle });
         this.bucket = report.bucket;
         this.deployer = report.deployer;
-        for (const k of report.accessKeys) {
-            const rendered = this.r.run.one("aws:iam/accessKey:AccessKey", new RegExp(`^${k.name}$`));
-            this.keys.set(k.name, { id: k.id, secret: k.secret });
-            this.r.substituteCredential(rendered.id, k.id);
-            this.r.substituteCredential(rendered.state.secret, k.secret);
-        }
+        this.adoptKeys(report.accessKeys ?? []);
         this.provisionReport = report;
         return report;
     }
@@ -267,9 +307,16 @@ export class Platform {
         this.postgres = await startPostgres(this.r, this.images, path.join(this.dir, "postgres"), this.logs);
     }
 
-    /** Stops PostgreSQL, as a pod deletion does (SIGTERM: a fast shutdown). */
+    /** Stops PostgreSQL, as a pod deletion does (SIGTERM to postgres: a fast shutdown). */
     async stopPostgres(): Promise<void> {
-        await stopService(this.postgres.service, 60000);
+        await stopContainer(this.postgres.service, this.graceMs(this.r.one(TYPES.statefulSet, /postgres/)));
+    }
+
+    /** A workload's terminationGracePeriodSeconds, in milliseconds. */
+    private graceMs(workload: RecordedResource): number {
+        const seconds = workload.inputs.spec.template.spec.terminationGracePeriodSeconds;
+        expect(seconds, `${workload.name}: terminationGracePeriodSeconds`).to.be.a("number");
+        return seconds * 1000;
     }
 
     /** psql as a role (the application role by default); rows split into fields. */
@@ -346,8 +393,25 @@ export class Platform {
 
     /** Stops every pod of the Deployment (a scale to zero). */
     async stopServers(): Promise<void> {
-        await Promise.all(this.pods.map((p) => stopService(p.service, 30000)));
+        await Promise.all(this.pods.map((p) => this.stopServer(p)));
         this.pods = [];
+    }
+
+    /**
+     * Deletes one pod of the Deployment as the kubelet does: the preStop hook, then SIGTERM, then
+     * SIGKILL once the grace period (counted from the start of the hook) is over.
+     */
+    async stopServer(pod: ServerPod): Promise<void> {
+        const graceMs = this.graceMs(this.r.one(TYPES.deployment, /deployment/));
+        const started = Date.now();
+        const preStop = pod.container.spec.lifecycle?.preStop;
+        if (preStop !== undefined) {
+            expect(preStop.exec?.command, "the server's preStop hook runs a command").to.be.an("array");
+            const log = pod.service.logFile.replace(/\.log$/, "-preStop.log");
+            const result = await runContainer(pod.container, log, preStop.exec.command, graceMs);
+            expect(result.code, `preStop hook:\n${result.stderr.slice(-2000)}`).to.equal(0);
+        }
+        await stopContainer(pod.service, Math.max(0, graceMs - (Date.now() - started)));
     }
 
     /** Starts one pod of the Deployment and waits for its probes. */

@@ -6,7 +6,8 @@
 import * as fs from "fs";
 import * as https from "https";
 import * as path from "path";
-import { freePort, runToCompletion, Service, startService, tail, waitUntil } from "./processes";
+import { freePort, runToCompletion, Service, startService, stopService, tail, waitUntil } from "./processes";
+import { processTree } from "./procfs";
 import { ImageRuntime, LocalContainer, Rendered, TYPES } from "./rendered";
 import { BWRAP, bwrapArgs } from "./sandbox";
 
@@ -76,6 +77,24 @@ export async function setMotoEnforcement(moto: Moto, on: boolean): Promise<void>
 /** Runs a resolved container in the sandbox as a long-running service. */
 export function startContainer(c: LocalContainer, logFile: string, argv: readonly string[] = c.argv): Service {
     return startService(c.name, BWRAP, [...bwrapArgs(c.sandbox), "--", ...argv], { env: c.env, logFile });
+}
+
+/**
+ * Stops a container as the kubelet does: SIGTERM to the container's main process only (the
+ * command under the sandbox, its PID 1 in a pod), then SIGKILL to whatever is left once
+ * `graceMs` (the pod's terminationGracePeriodSeconds) has passed. Signalling the sandbox itself
+ * would take the whole pid namespace down at once, with no graceful shutdown.
+ */
+export async function stopContainer(service: Service, graceMs: number): Promise<number | string> {
+    const root = service.child.pid;
+    const main = root === undefined ? undefined : processTree(root).find((s) => s.comm !== "bwrap");
+    if (main === undefined || service.hasExited()) {
+        return stopService(service, graceMs);
+    }
+    process.kill(main.pid, "SIGTERM");
+    const deadline = new Promise<"grace over">((r) => setTimeout(() => r("grace over"), graceMs).unref());
+    await Promise.race([service.exited, deadline]);
+    return stopService(service, 0);
 }
 
 /** Runs a resolved container in the sandbox to completion (a Job's container, an exec probe). */
