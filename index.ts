@@ -5,6 +5,7 @@
  *          ──► ArtifactStore (S3 bucket, IAM users, access keys)  [AWS]
  *          ──► Namespace (Pod Security: restricted)               [Kubernetes]
  *          ──► Postgres (credentials, volume claim, StatefulSet)  [Kubernetes]
+ *              or ExternalDatabase (login Secret, CA; over TLS)
  *          ──► DatabaseBackup (backup CronJob, restore template)  [Kubernetes]
  *          ──► MlflowTrackingServer (S3 Secret, migration Job     [Kubernetes]
  *              with a backup first, Deployment, mlflow-service)
@@ -13,8 +14,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore } from "./components/artifactStore";
-import { loadConfig } from "./components/config";
+import { loadConfig, loadDatabasePassword } from "./components/config";
 import { DataGuard } from "./components/dataGuard";
+import { ExternalDatabase } from "./components/externalDatabase";
 import { BACKUP_SERVICE_ACCOUNT, DatabaseBackup } from "./components/databaseBackup";
 import { NetworkPolicies } from "./components/networkPolicies";
 import { createNamespace, createProviders } from "./components/platform";
@@ -29,12 +31,16 @@ const providers = createProviders("mlflow", config);
 
 // Everything that holds data waits for the guard, which fails preview and update alike when a
 // change would replace or strand it.
+// An external database holds the metadata outside the cluster: nothing of the data depends on the
+// cluster-side settings then.
+const inCluster = config.database.mode === "inCluster";
 const guard = new DataGuard("mlflow-data-guard", {
-    kubeContext: config.kubeContext,
-    namespace: config.namespace,
-    postgresStorageClass: config.postgres.storageClass ?? "",
-    postgresStorageSize: config.postgres.storageSize,
-    postgresMajor: POSTGRES_MAJOR,
+    databaseMode: config.database.mode,
+    kubeContext: inCluster ? config.kubeContext : "",
+    namespace: inCluster ? config.namespace : "",
+    postgresStorageClass: inCluster ? config.postgres.storageClass ?? "" : "",
+    postgresStorageSize: inCluster ? config.postgres.storageSize : "",
+    postgresMajor: inCluster ? POSTGRES_MAJOR : "",
     awsRegion: config.aws.region,
     awsEndpoint: config.aws.endpoint ?? "",
     bucketPrefix: config.artifacts.bucketPrefix,
@@ -67,7 +73,8 @@ const namespace = createNamespace("mlflow-namespace", config.namespace, provider
     { dependsOn: [guard], protect: config.protectData, retainOnDelete: keepVolume });
 const k8sOpts = { providers: { kubernetes: providers.kubernetes }, dependsOn: [namespace] };
 
-const postgres = new Postgres("mlflow-postgres", {
+const external = config.database.mode === "external" ? config.database : undefined;
+const postgres = external !== undefined ? undefined : new Postgres("mlflow-postgres", {
     namespace: namespace.metadata.name,
     claimDependsOn: [guard],
     storageSize: config.postgres.storageSize,
@@ -77,24 +84,31 @@ const postgres = new Postgres("mlflow-postgres", {
     resources: config.postgres.resources,
     protect: config.protectData,
 }, k8sOpts);
+const externalDatabase = external === undefined ? undefined : new ExternalDatabase("mlflow-database", {
+    namespace: namespace.metadata.name,
+    database: external,
+    password: external.credentials.source === "config" ? loadDatabasePassword() : undefined,
+}, k8sOpts);
+const database = (postgres ?? externalDatabase)!;
 
 const backup = new DatabaseBackup("mlflow-db-backup", {
     namespace: namespace.metadata.name,
-    database: postgres.connection,
-    superuserPasswordKey: SECRET_KEYS.superuserPassword,
+    database: database.connection,
+    // An external database's operators create its databases; a restore never needs a superuser there.
+    superuserPasswordKey: postgres === undefined ? undefined : SECRET_KEYS.superuserPassword,
     schedule: config.backup.schedule,
     destination: artifacts.backupUri,
     s3: s3AccessOf(artifacts.backupIdentity, config.aws.credentials, config.aws.region, config.aws.endpoint),
     kmsKeyArn: config.artifacts.kmsKeyArn,
     scratchSize: config.postgres.storageSize,
-}, { ...k8sOpts, dependsOn: [namespace, postgres] });
+}, { ...k8sOpts, dependsOn: [namespace, database] });
 
 const server = new MlflowTrackingServer("mlflow", {
     namespace: namespace.metadata.name,
     artifactsDestination: artifacts.artifactUri,
     s3: s3AccessOf(artifacts.serverIdentity, config.aws.credentials, config.aws.region, config.aws.endpoint),
-    database: postgres.connection,
-    databasePassword: postgres.password,
+    database: database.connection,
+    databasePassword: database.password,
     preMigrationBackup: { initContainers: backup.preMigrationBackup(), volumes: backup.volumes, serviceAccountName: backup.serviceAccountName },
     replicas: config.mlflow.replicas,
     maxReplicas: config.mlflow.maxReplicas,
@@ -106,11 +120,13 @@ const server = new MlflowTrackingServer("mlflow", {
     authCacheTtlSeconds: config.mlflow.authCacheTtlSeconds,
     ingress: config.mlflow.ingress,
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
-}, { ...k8sOpts, dependsOn: [namespace, postgres] });
+}, { ...k8sOpts, dependsOn: [namespace, database] });
 
 new NetworkPolicies("mlflow-network", {
     namespace: namespace.metadata.name,
-    postgres: { podSelector: postgres.podSelector, port: postgres.port },
+    database: postgres !== undefined
+        ? { podSelector: postgres.podSelector, port: postgres.port }
+        : { cidrs: external!.egressCidrs, port: external!.port },
     trackingServer: { podSelector: server.podSelector, port: server.containerPort },
     migration: { podSelector: server.migrationPodSelector },
     backup: { podSelector: backup.backupPodSelector },
@@ -140,7 +156,8 @@ export const artifactUri = artifacts.artifactUri;
 /** The server's IAM user (accessKey mode) or role (podIdentity, irsa); the other one is empty. */
 export const iamUserName = artifacts.serverIdentity.userName;
 export const iamRoleArn = artifacts.serverIdentity.roleArn;
-export const postgresHost = postgres.host;
+/** The in-cluster Service's name, or the external database's host. */
+export const postgresHost = pulumi.output(database.host);
 export const backupUri = artifacts.backupUri;
 export const backupStatusCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} get cronjob ${backup.cronJobName} -o jsonpath='{.status.lastSuccessfulTime}'`;
 export const restoreCommand = `npm run restore -- --stack ${stack}`;

@@ -24,6 +24,42 @@ export type DefaultPermission = (typeof DEFAULT_PERMISSIONS)[number];
 export const AWS_CREDENTIAL_MODES = ["accessKey", "podIdentity", "irsa"] as const;
 export type AwsCredentialMode = (typeof AWS_CREDENTIAL_MODES)[number];
 
+/** Where the metadata store lives: a PostgreSQL the stack runs, or one a team already runs (RDS, say). */
+export const DATABASE_MODES = ["inCluster", "external"] as const;
+export type DatabaseMode = (typeof DATABASE_MODES)[number];
+
+/**
+ * libpq `sslmode`s allowed for an external database: always encrypted; `verify-full` (the default)
+ * also checks the server's certificate against the CA and its name against the host.
+ */
+export const DATABASE_SSL_MODES = ["require", "verify-ca", "verify-full"] as const;
+export type DatabaseSslMode = (typeof DATABASE_SSL_MODES)[number];
+
+/** Keys of an existing Secret (`databaseExistingSecret`) holding the external database's login. */
+export const EXTERNAL_SECRET_KEYS = Object.freeze({ username: "username", password: "password" });
+
+/** The external database's login: from config (the password set with `--secret`), or an existing Secret. */
+export type ExternalCredentials =
+    | { readonly source: "config"; readonly username: string }
+    | { readonly source: "existingSecret"; readonly secretName: string };
+
+/** A PostgreSQL outside the cluster. */
+export interface ExternalDatabase {
+    readonly mode: "external";
+    readonly host: string;
+    readonly port: number;
+    readonly trackingDatabase: string;
+    readonly authDatabase: string;
+    readonly credentials: ExternalCredentials;
+    readonly sslMode: DatabaseSslMode;
+    /** PEM of the CA that signed the server's certificate; required for verify-ca and verify-full. */
+    readonly caCertificate?: string;
+    /** Addresses the NetworkPolicies admit egress to, on `port`. */
+    readonly egressCidrs: readonly string[];
+    /** The server's max_connections, which the connection budget must fit under. */
+    readonly maxConnections: number;
+}
+
 /** What `pulumi destroy` does with PostgreSQL's volume claim (and the namespace that holds it). */
 export const VOLUME_RETENTION = ["Delete", "Retain"] as const;
 export type VolumeRetention = (typeof VOLUME_RETENTION)[number];
@@ -80,6 +116,8 @@ export interface StackConfig {
     };
     /** Protect everything that holds data (namespace, database volume, bucket with its backups) against deletion. */
     readonly protectData: boolean;
+    /** The in-cluster PostgreSQL (the `postgres*` keys) or an external one. */
+    readonly database: { readonly mode: "inCluster" } | ExternalDatabase;
     readonly postgres: {
         readonly storageSize: string;
         /** Storage class of the data volume; undefined uses the cluster default. */
@@ -141,6 +179,10 @@ const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 // S3 keys may hold almost anything, but MLflow builds URIs from this prefix and the IAM
 // policy matches it with wildcards: keep to characters that need no escaping in either.
 const ARTIFACT_PREFIX = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
+// Unquoted PostgreSQL identifiers: what a database or role name can be without quoting anywhere.
+const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const PEM_CERTIFICATES = /^(-----BEGIN CERTIFICATE-----[\sA-Za-z0-9+/=]+-----END CERTIFICATE-----\s*)+$/;
 // MLflow user names end up in URLs and in the auth database; keep them simple.
 const USERNAME = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
 
@@ -186,7 +228,7 @@ export function bucketPrefixProblems(prefix: string): string[] {
  * Validates raw config values into a {@link StackConfig}. Pure: pass any reader (the tests pass
  * a plain object). Throws {@link ConfigError} naming every bad key, its value and what is allowed.
  */
-export function parseConfig(read: ConfigReader): StackConfig {
+export function parseConfig(read: ConfigReader, isSecret: (key: string) => boolean = () => true): StackConfig {
     const problems: string[] = [];
     const fail = (key: string, value: unknown, allowed: string): void => {
         problems.push(`${PROJECT}:${key} = ${JSON.stringify(value)} is invalid: ${allowed}`);
@@ -340,6 +382,8 @@ export function parseConfig(read: ConfigReader): StackConfig {
     const maxConnections = integer("postgresMaxConnections", 20, 10000);
     const postgresResources = resources("postgres");
 
+    const database = parseDatabase({ raw, optional, required, integer, oneOf, list, fail }, isSecret);
+
     const replicas = integer("mlflowReplicas", 1, 100);
     const maxReplicas = integer("mlflowMaxReplicas", 0, 100);
     if (maxReplicas !== 0 && maxReplicas < replicas) {
@@ -394,14 +438,16 @@ export function parseConfig(read: ConfigReader): StackConfig {
         // under max_connections, keeping room for the migration Job, backups and an operator.
         const peakReplicas = Math.max(replicas, maxReplicas);
         const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow });
-        if (budget > maxConnections - RESERVED_CONNECTIONS) {
+        const [limitKey, limit] = database.mode === "external"
+            ? ["databaseMaxConnections", database.maxConnections] : ["postgresMaxConnections", maxConnections];
+        if (budget > limit - RESERVED_CONNECTIONS) {
             fail("mlflowDbPoolSize", dbPoolSize,
                 `replicas (${peakReplicas}) x workers (${workers}) x ${connectionsPerWorker(dbPoolSize, dbMaxOverflow)} connections per worker ` +
                 `(${DB_ENGINES_PER_WORKER} engines of pool ${dbPoolSize} + overflow ${dbMaxOverflow}, at most 2 per request in flight) = ${budget} ` +
-                `exceeds ${PROJECT}:postgresMaxConnections (${maxConnections}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
+                `exceeds ${PROJECT}:${limitKey} (${limit}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
         }
         const postgresMinimum = minimumPostgresMemoryLimitMiB(maxConnections);
-        if (parseQuantity(postgresResources.memoryLimit) < postgresMinimum * 2 ** 20) {
+        if (database.mode === "inCluster" && parseQuantity(postgresResources.memoryLimit) < postgresMinimum * 2 ** 20) {
             fail("postgresMemoryLimit", postgresResources.memoryLimit,
                 `at least ${postgresMinimum}Mi for ${PROJECT}:postgresMaxConnections ${maxConnections}: ${POSTGRES_MEMORY_MIB.base}Mi plus ` +
                 `${POSTGRES_MEMORY_MIB.perConnection}Mi a connection, measured, plus ${MEMORY_HEADROOM * 100}% headroom (components/sizing.ts)`);
@@ -429,6 +475,7 @@ export function parseConfig(read: ConfigReader): StackConfig {
         artifacts: { bucketPrefix, artifactPrefix, forceDestroy, kmsKeyArn, noncurrentVersionExpirationDays },
         backup: { schedule: backupSchedule, retentionDays: backupRetentionDays, prefix: backupPrefix },
         protectData,
+        database,
         postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
         mlflow: {
             replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
@@ -443,7 +490,130 @@ export function parseConfig(read: ConfigReader): StackConfig {
 /** Loads and validates the current stack's configuration. */
 export function loadConfig(): StackConfig {
     const config = new pulumi.Config(PROJECT);
-    return parseConfig((key) => config.get(key));
+    return parseConfig((key) => config.get(key), (key) => configIsSecret(`${PROJECT}:${key}`));
+}
+
+/** The external database's password, set with `pulumi config set --secret databasePassword`. */
+export function loadDatabasePassword(): pulumi.Output<string> {
+    return new pulumi.Config(PROJECT).requireSecret("databasePassword");
+}
+
+/**
+ * Whether a config value was set with `--secret`. The SDK knows (it is how `getSecret` works) but
+ * exports the check only from its runtime module; without it, every value counts as secret.
+ */
+function configIsSecret(fullKey: string): boolean {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const runtime: { isConfigSecret?: (key: string) => boolean } = require("@pulumi/pulumi/runtime/config");
+    return runtime.isConfigSecret?.(fullKey) ?? true;
+}
+
+/** The readers {@link parseConfig} shares with the functions that parse one group of keys. */
+interface Readers {
+    raw(key: string): string | undefined;
+    optional(key: string): string | undefined;
+    required(key: string, allowed: string): string;
+    integer(key: string, min: number, max: number): number;
+    oneOf<T extends string>(key: string, values: readonly T[]): T;
+    list(key: string): string[];
+    fail(key: string, value: unknown, allowed: string): void;
+}
+
+/** The `database*` keys: the in-cluster PostgreSQL, or where and how to reach an external one. */
+function parseDatabase(r: Readers, isSecret: (key: string) => boolean): StackConfig["database"] {
+    const mode = r.oneOf("databaseMode", DATABASE_MODES);
+    const host = r.optional("databaseHost");
+    const port = r.integer("databasePort", 1, 65535);
+    const databaseName = (key: string) => {
+        const v = r.required(key, "a PostgreSQL database name");
+        if (v !== "" && !DATABASE_NAME.test(v)) {
+            r.fail(key, v, "a database name of at most 63 lowercase letters, digits or '_', starting with a letter or '_'");
+        }
+        return v;
+    };
+    const trackingDatabase = databaseName("databaseName");
+    const authDatabase = databaseName("databaseAuthName");
+    const username = r.optional("databaseUsername");
+    const passwordSet = (r.raw("databasePassword") ?? "") !== "";
+    const existingSecret = r.optional("databaseExistingSecret");
+    const sslMode = r.oneOf("databaseSslMode", DATABASE_SSL_MODES);
+    const caCertificate = r.optional("databaseCaCertificate");
+    const listedCidrs = r.list("databaseEgressCidrs");
+    const maxConnections = r.integer("databaseMaxConnections", 0, 100000);
+
+    if (mode !== "external") {
+        // Only what an external database needs is refused here; its defaults (port, names, TLS) may stay.
+        const externalOnly: Array<[string, unknown]> = [
+            ["databaseHost", host], ["databaseUsername", username], ["databasePassword", passwordSet ? "(hidden)" : undefined],
+            ["databaseExistingSecret", existingSecret], ["databaseCaCertificate", caCertificate],
+            ["databaseEgressCidrs", listedCidrs.length > 0 ? listedCidrs.join(",") : undefined], ["databaseMaxConnections", maxConnections || undefined],
+        ];
+        for (const [key, value] of externalOnly) {
+            if (value !== undefined) {
+                r.fail(key, value, `only with ${PROJECT}:databaseMode external (it is ${mode}); the in-cluster PostgreSQL takes the postgres* keys`);
+            }
+        }
+        return { mode: "inCluster" };
+    }
+
+    if (host === undefined) {
+        r.fail("databaseHost", "", `required with ${PROJECT}:databaseMode external: the PostgreSQL's DNS name or IP address`);
+    } else if (!net.isIP(host) && !(host.length <= 253 && DNS1123_SUBDOMAIN.test(host))) {
+        r.fail("databaseHost", host, "a DNS name (such as mydb.abc123.eu-west-1.rds.amazonaws.com) or an IP address");
+    }
+    if (trackingDatabase !== "" && trackingDatabase === authDatabase) {
+        r.fail("databaseAuthName", authDatabase, `a database other than ${PROJECT}:databaseName: MLflow's tracking and auth schemas need a database each`);
+    }
+
+    let credentials: ExternalCredentials = { source: "config", username: username ?? "" };
+    if (existingSecret !== undefined) {
+        if (!(existingSecret.length <= 253 && DNS1123_SUBDOMAIN.test(existingSecret))) {
+            r.fail("databaseExistingSecret", existingSecret, "a Secret name (DNS-1123 subdomain) in the stack's namespace");
+        }
+        if (username !== undefined || passwordSet) {
+            r.fail("databaseExistingSecret", existingSecret,
+                `either an existing Secret or ${PROJECT}:databaseUsername and ${PROJECT}:databasePassword, not both`);
+        }
+        credentials = { source: "existingSecret", secretName: existingSecret };
+    } else {
+        if (username === undefined) {
+            r.fail("databaseUsername", "", `required with ${PROJECT}:databaseMode external, unless ${PROJECT}:databaseExistingSecret names a Secret with the login`);
+        } else if (!ROLE_NAME.test(username)) {
+            r.fail("databaseUsername", username, "a PostgreSQL role name of at most 63 letters, digits or '_', starting with a letter or '_'");
+        }
+        if (!passwordSet) {
+            r.fail("databasePassword", "", `required with ${PROJECT}:databaseUsername: set it with \`pulumi config set --secret databasePassword\``);
+        } else if (!isSecret("databasePassword")) {
+            r.fail("databasePassword", "(hidden)", "must be set with `pulumi config set --secret databasePassword`, or it sits in plain text in the stack's file");
+        }
+    }
+
+    if (caCertificate !== undefined && !PEM_CERTIFICATES.test(caCertificate)) {
+        r.fail("databaseCaCertificate", `${caCertificate.slice(0, 40)}...`, "one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----), such as the RDS CA bundle");
+    }
+    if (sslMode !== "require" && caCertificate === undefined) {
+        r.fail("databaseCaCertificate", "", `required with ${PROJECT}:databaseSslMode ${sslMode}: the CA the server's certificate is checked against (\`pulumi config set databaseCaCertificate -- "$(cat ca.pem)"\`)`);
+    }
+
+    for (const cidr of listedCidrs) {
+        if (!isCidr(cidr)) {
+            r.fail("databaseEgressCidrs", cidr, "a comma-separated list of CIDRs, such as 10.0.32.0/20");
+        }
+    }
+    let egressCidrs = listedCidrs;
+    if (egressCidrs.length === 0 && host !== undefined) {
+        if (net.isIP(host)) {
+            egressCidrs = [`${host}/${net.isIPv4(host) ? 32 : 128}`];
+        } else {
+            r.fail("databaseEgressCidrs", "", `required when ${PROJECT}:databaseHost is a DNS name (${host}): the CIDRs of the database's subnets, which the NetworkPolicies admit`);
+        }
+    }
+    if (maxConnections === 0) {
+        r.fail("databaseMaxConnections", 0, `required (20 or more) with ${PROJECT}:databaseMode external: the server's max_connections (\`SHOW max_connections\`), which the connection budget must fit under`);
+    } else if (maxConnections < 20) {
+        r.fail("databaseMaxConnections", maxConnections, "20 or more: the server's max_connections");
+    }
+    return { mode, host: host ?? "", port, trackingDatabase, authDatabase, credentials, sslMode, caCertificate, egressCidrs, maxConnections };
 }
 
 /** True when one key prefix equals the other or is a parent path of it. */

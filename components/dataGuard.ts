@@ -15,6 +15,8 @@ import { PROJECT, parseQuantity } from "./config";
 
 /** What the guard remembers between updates. Field names are config keys, except `postgresMajor`. */
 export interface DataIdentity {
+    /** Where the metadata lives: the in-cluster PostgreSQL's volume, or an external database. */
+    readonly databaseMode: string;
     readonly kubeContext: string;
     readonly namespace: string;
     readonly postgresStorageClass: string;
@@ -39,6 +41,10 @@ const ARTIFACTS_MOVE = "artifacts move with the data: bring up a new stack with 
 
 /** Why each field may not change, and how to get there instead. */
 const RULES: Readonly<Record<keyof DataIdentity, { why: string; how: string }>> = {
+    databaseMode: {
+        why: "the metadata lives in the current database: moving away from the in-cluster one deletes its volume, moving to it starts empty",
+        how: "take a backup, bring up a new stack with the new mode, restore into it (`npm run restore -- --stack <new stack>`), then destroy the old stack. See README, \"External PostgreSQL\"",
+    },
     kubeContext: { why: "the database volume lives in the cluster of the current context", how: DATABASE_MOVE },
     namespace: { why: "the namespace holds the database volume; a new namespace is a new, empty volume", how: DATABASE_MOVE },
     postgresStorageClass: { why: "a volume's StorageClass is fixed; a new class means a new, empty volume", how: DATABASE_MOVE },
@@ -54,6 +60,12 @@ const RULES: Readonly<Record<keyof DataIdentity, { why: string; how: string }>> 
     backupPrefix: { why: "the backups taken so far stay under the current prefix, out of reach of restores", how: "copy them to the new prefix first, then change it" },
 };
 
+/**
+ * What a stack recorded before a field existed: every stack ran the in-cluster PostgreSQL until
+ * `databaseMode` came, so a guard state without it means `inCluster`.
+ */
+const BEFORE_THE_FIELD: Partial<Record<keyof DataIdentity, string>> = { databaseMode: "inCluster" };
+
 /** Fields that may change in one direction only: the same or a larger size, in any unit. */
 function grows(field: keyof DataIdentity, before: string, after: string): boolean {
     return field === "postgresStorageSize" && parseQuantity(after) >= parseQuantity(before);
@@ -65,8 +77,10 @@ function grows(field: keyof DataIdentity, before: string, after: string): boolea
  */
 export function dataIdentityProblems(before: object, after: DataIdentity): string[] {
     const problems: string[] = [];
+    const recorded = before as Record<string, unknown>;
+    const first = !Object.keys(RULES).some((field) => field in recorded);
     for (const field of Object.keys(RULES) as Array<keyof DataIdentity>) {
-        const old = (before as Record<string, unknown>)[field];
+        const old = recorded[field] ?? (first ? undefined : BEFORE_THE_FIELD[field]);
         if (typeof old !== "string" || old === after[field] || grows(field, old, after[field])) {
             continue;
         }
@@ -74,6 +88,10 @@ export function dataIdentityProblems(before: object, after: DataIdentity): strin
         const { why, how } = RULES[field];
         problems.push(`${key} cannot change from ${JSON.stringify(old)} to ${JSON.stringify(after[field])}: ${why}. `
             + `Set it back to ${JSON.stringify(old)}; to make the change, ${how}.`);
+        if (field === "databaseMode") {
+            // The cluster-side fields follow the mode (empty for an external database): one message says it all.
+            break;
+        }
     }
     return problems;
 }

@@ -2,7 +2,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { containerSecurityContext, emptyDir, labels, podSecurityContext, selectorLabels } from "./kube";
-import { DatabaseConnection, SUPERUSER, libpqEnv, readFiles } from "./postgres";
+import { DatabaseConnection, SUPERUSER, databaseCaMounts, databaseCaVolumes, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION, POSTGRES_IMAGE } from "./versions";
 
@@ -45,8 +45,11 @@ export interface DatabaseBackupArgs {
     readonly namespace: pulumi.Input<string>;
     /** The databases to back up and how to log in. */
     readonly database: DatabaseConnection;
-    /** Key of the superuser password in the database's Secret (restores create missing databases). */
-    readonly superuserPasswordKey: string;
+    /**
+     * Key of the superuser password in the database's Secret, with which restores create missing
+     * databases; undefined for an external database, whose databases must exist.
+     */
+    readonly superuserPasswordKey?: string;
     /** Cron schedule, in UTC, of the scheduled backups. */
     readonly schedule: string;
     /** `s3://bucket/prefix` the backups go to. */
@@ -111,6 +114,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             emptyDir("backup-scratch", args.scratchSize),
             emptyDir("backup-tmp", "64Mi"),
             { name: "backup-scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } },
+            ...databaseCaVolumes(args.database),
         ];
         const mounts = [
             { name: "backup-scratch", mountPath: SCRATCH_MOUNT },
@@ -133,7 +137,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             resources: sizes.pg,
             // The pod's user: the clients need no account of the image's (PGUSER names the role).
             securityContext: containerSecurityContext(),
-            volumeMounts: mounts,
+            volumeMounts: [...mounts, ...databaseCaMounts(args.database)],
         });
         const s3Container = (containerName: string, command: string, extraEnv: k8s.types.input.core.v1.EnvVar[]) => ({
             name: containerName,
@@ -215,8 +219,10 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                     [s3Container("fetch", "fetch", [{ name: "BACKUP_ID", value: "latest" }])],
                     [pgContainer("restore", "restore", [
                         { name: "RESTORE_FORCE", value: "false" },
-                        { name: "POSTGRES_USER", value: SUPERUSER },
-                        { name: "POSTGRES_PASSWORD", valueFrom: { secretKeyRef: { name: args.database.secretName, key: args.superuserPasswordKey } } },
+                        ...(args.superuserPasswordKey === undefined ? [] : [
+                            { name: "POSTGRES_USER", value: SUPERUSER },
+                            { name: "POSTGRES_PASSWORD", valueFrom: { secretKeyRef: { name: args.database.secretName, key: args.superuserPasswordKey } } },
+                        ]),
                     ])],
                 )),
             },

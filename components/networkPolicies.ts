@@ -8,8 +8,13 @@ export type PodSelector = Readonly<Record<string, string>>;
 export interface NetworkPoliciesArgs {
     /** Namespace the policies isolate. */
     readonly namespace: pulumi.Input<string>;
-    /** PostgreSQL's pods and port. */
-    readonly postgres: { readonly podSelector: PodSelector; readonly port: number };
+    /**
+     * The database: the in-cluster PostgreSQL's pods and port, or an external database's
+     * addresses (CIDRs) and port.
+     */
+    readonly database:
+        | { readonly podSelector: PodSelector; readonly port: number }
+        | { readonly cidrs: readonly string[]; readonly port: number };
     /** The tracking server's pods and the container port clients reach. */
     readonly trackingServer: { readonly podSelector: PodSelector; readonly port: number };
     /** The schema migration Job's pods (which take a backup first, so they reach S3 too). */
@@ -90,8 +95,8 @@ export function s3EgressPorts(endpoint?: string): number[] {
 
 /**
  * NetworkPolicies for the namespace: everything is denied by default, in both directions; then
- * PostgreSQL accepts its port only from the tracking server, the migration Job and the backup and
- * restore pods, and talks to no one; the server accepts its port from pods anywhere in the
+ * PostgreSQL (in the cluster) accepts its port only from the tracking server, the migration Job and
+ * the backup and restore pods, and talks to no one (an external database is reached at its CIDRs); the server accepts its port from pods anywhere in the
  * cluster (and the ingress controller) and reaches only DNS, PostgreSQL and S3 over HTTPS; the
  * migration Job, backups and restores reach only DNS, PostgreSQL and S3, and accept nothing.
  *
@@ -116,7 +121,10 @@ export class NetworkPolicies extends pulumi.ComponentResource {
         });
         const pods = (selector: PodSelector) => ({ podSelector: { matchLabels: { ...selector } } });
         const tcp = (port: number) => ({ protocol: "TCP", port });
-        const toPostgres: EgressRule = { to: [pods(args.postgres.podSelector)], ports: [tcp(args.postgres.port)] };
+        const db = args.database;
+        const toPostgres: EgressRule = "podSelector" in db
+            ? { to: [pods(db.podSelector)], ports: [tcp(db.port)] }
+            : { to: db.cidrs.map((cidr) => ({ ipBlock: { cidr } })), ports: [tcp(db.port)] };
         const dns = dnsEgress(args.nodeLocalDnsAddress);
         const toS3: EgressRule[] = [{
             // S3 has no fixed addresses; the port is the limit.
@@ -128,19 +136,19 @@ export class NetworkPolicies extends pulumi.ComponentResource {
         }] : [])];
         const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore];
 
-        const postgres = new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
+        const postgres = !("podSelector" in db) ? [] : [new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
             metadata: metadata("postgres-network-policy"),
             spec: {
-                podSelector: { matchLabels: { ...args.postgres.podSelector } },
+                podSelector: { matchLabels: { ...db.podSelector } },
                 policyTypes: ["Ingress", "Egress"],
                 ingress: [{
                     from: databaseClients.map((c) => pods(c.podSelector)),
-                    ports: [tcp(args.postgres.port)],
+                    ports: [tcp(db.port)],
                 }],
                 // PostgreSQL opens no connections: no egress at all.
                 egress: [],
             },
-        }, child);
+        }, child)];
 
         const serverIngress: Rule[] = [{
             // Any pod in any namespace: in-cluster clients, but nothing from outside the cluster.
@@ -191,9 +199,9 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 ingress: [],
                 egress: [],
             },
-        }, { ...child, dependsOn: [postgres, server, ...jobs] });
+        }, { ...child, dependsOn: [...postgres, server, ...jobs] });
 
-        this.policyNames = pulumi.all([postgres, server, ...jobs, defaultDeny].map((p) => p.metadata.name));
+        this.policyNames = pulumi.all([...postgres, server, ...jobs, defaultDeny].map((p) => p.metadata.name));
         this.registerOutputs({ policyNames: this.policyNames });
     }
 }

@@ -46,12 +46,29 @@ export interface DatabaseConnection {
     readonly secretName: pulumi.Input<string>;
     readonly usernameKey: string;
     readonly passwordKey: string;
+    /** TLS to an external database; undefined for the in-cluster one, reached over the pod network. */
+    readonly tls?: DatabaseTls;
 }
 
+/** How a client encrypts its connections and checks the server. */
+export interface DatabaseTls {
+    /** libpq `sslmode`. */
+    readonly sslMode: string;
+    /** ConfigMap holding the CA certificate under {@link DATABASE_CA_FILE}; undefined with `require`. */
+    readonly caConfigMapName?: pulumi.Input<string>;
+}
+
+/** Where database clients find the CA that signed the server's certificate. */
+export const DATABASE_CA_DIR = "/etc/mlflow/database-ca";
+/** The CA file's name in its ConfigMap and in {@link DATABASE_CA_DIR}. */
+export const DATABASE_CA_FILE = "ca.crt";
+const DATABASE_CA_VOLUME = "database-ca";
+
 /**
- * The libpq environment of a client: host and port, and the login from the Secret, so the
- * password never appears in a URI (where special characters would need encoding) nor on a
- * command line (where `ps` would show it).
+ * The libpq environment of a client: host and port, the login from the Secret, so the password
+ * never appears in a URI (where special characters would need encoding) nor on a command line
+ * (where `ps` would show it), and the TLS settings of an external database. psql, pg_dump and
+ * psycopg2 (MLflow's driver) all read them.
  */
 export function libpqEnv(db: DatabaseConnection, options: { host?: boolean } = {}): k8s.types.input.core.v1.EnvVar[] {
     return [
@@ -59,7 +76,20 @@ export function libpqEnv(db: DatabaseConnection, options: { host?: boolean } = {
         secretEnv("PGUSER", db.secretName, db.usernameKey),
         secretEnv("PGPASSWORD", db.secretName, db.passwordKey),
         { name: "PGCONNECT_TIMEOUT", value: "10" },
+        ...(db.tls === undefined ? [] : [{ name: "PGSSLMODE", value: db.tls.sslMode }]),
+        ...(db.tls?.caConfigMapName === undefined ? [] : [{ name: "PGSSLROOTCERT", value: `${DATABASE_CA_DIR}/${DATABASE_CA_FILE}` }]),
     ];
+}
+
+/** The volume a database client's pod needs for the CA (none without one). */
+export function databaseCaVolumes(db: DatabaseConnection): k8s.types.input.core.v1.Volume[] {
+    const name = db.tls?.caConfigMapName;
+    return name === undefined ? [] : [{ name: DATABASE_CA_VOLUME, configMap: { name, defaultMode: 0o444 } }];
+}
+
+/** The mount of {@link databaseCaVolumes} in each client container. */
+export function databaseCaMounts(db: DatabaseConnection): k8s.types.input.core.v1.VolumeMount[] {
+    return db.tls?.caConfigMapName === undefined ? [] : [{ name: DATABASE_CA_VOLUME, mountPath: DATABASE_CA_DIR, readOnly: true }];
 }
 
 /** Arguments of {@link Postgres}. */

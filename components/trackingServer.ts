@@ -8,7 +8,7 @@ import {
     AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
     allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
 } from "./mlflowSettings";
-import { DatabaseConnection, libpqEnv, readFiles } from "./postgres";
+import { DatabaseConnection, databaseCaMounts, databaseCaVolumes, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
@@ -61,8 +61,11 @@ export interface MlflowTrackingServerArgs {
     readonly s3: S3Access;
     /** Where PostgreSQL is and which Secret holds its credentials. */
     readonly database: DatabaseConnection;
-    /** The database password, hashed into the pods' checksum so they roll when it changes. */
-    readonly databasePassword: pulumi.Input<string>;
+    /**
+     * The database password, hashed into the pods' checksum so they roll when it changes;
+     * undefined when another tool keeps the Secret (the pods then roll with `kubectl rollout restart`).
+     */
+    readonly databasePassword?: pulumi.Input<string>;
     /**
      * A backup taken by the migration Job before it changes the schema, so an upgrade can be
      * rolled back: init containers run first, with the volumes they mount.
@@ -255,9 +258,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                                 { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
                                 secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
                             ],
-                            volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }],
+                            volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }, ...databaseCaMounts(args.database)],
                         }],
-                        volumes: [tmpVolume, scriptsVolume, ...(args.preMigrationBackup?.volumes ?? [])],
+                        volumes: uniqueVolumes([tmpVolume, scriptsVolume, ...databaseCaVolumes(args.database), ...(args.preMigrationBackup?.volumes ?? [])]),
                     },
                 },
             },
@@ -331,11 +334,13 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             volumeMounts: [
                                 tmpMount,
                                 { name: "auth-config", mountPath: AUTH_CONFIG_DIR, readOnly: true },
+                                ...databaseCaMounts(args.database),
                             ],
                         }],
                         volumes: [
                             tmpVolume,
                             { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
+                            ...databaseCaVolumes(args.database),
                         ],
                     },
                 },
@@ -408,4 +413,14 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             adminPassword: this.adminPassword,
         });
     }
+}
+
+/** Volumes by name, the first of each name kept: the backup's init containers bring some of the Job's own. */
+function uniqueVolumes(volumes: k8s.types.input.core.v1.Volume[]): k8s.types.input.core.v1.Volume[] {
+    const seen = new Set<unknown>();
+    return volumes.filter((v) => {
+        const first = !seen.has(v.name);
+        seen.add(v.name);
+        return first;
+    });
 }

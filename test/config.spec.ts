@@ -103,10 +103,26 @@ describe("config", () => {
         it("shows the EKS credential modes in the dev stack, with placeholders that fail until filled in", () => {
             const text = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
             const commented = [...text.matchAll(/^ {2}# (mlflow-k8s:(\w+)): (.+)$/gm)].map((m) => [m[2]!, m[3]!] as const);
-            expect(commented.map(([k]) => k)).to.deep.equal(["awsCredentials", "eksClusterName", "awsCredentials", "eksOidcProviderArn"]);
+            expect(commented.map(([k]) => k).slice(0, 4)).to.deep.equal(["awsCredentials", "eksClusterName", "awsCredentials", "eksOidcProviderArn"]);
             for (const pair of [commented.slice(0, 2), commented.slice(2, 4)]) {
                 const overrides = Object.fromEntries(pair);
                 expect(() => parse(overrides, "dev"), JSON.stringify(overrides)).to.throw(new RegExp(`mlflow-k8s:${pair[1]![0]} = .* is invalid`));
+            }
+        });
+
+        it("shows an external database in the dev stack, with placeholders that fail until filled in", () => {
+            const text = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
+            const commented = [...text.matchAll(/^ {2}# (mlflow-k8s:(\w+)): (.+)$/gm)].map((m) => [m[2]!, m[3]!] as const).slice(4);
+            expect(commented.map(([k]) => k)).to.deep.equal(["databaseMode", "databaseHost", "databaseUsername", "databaseEgressCidrs", "databaseMaxConnections"]);
+            const overrides = Object.fromEntries(commented);
+            let message = "";
+            try {
+                parse(overrides, "dev");
+            } catch (e) {
+                message = (e as Error).message;
+            }
+            for (const key of ["databaseHost", "databaseEgressCidrs", "databaseMaxConnections", "databasePassword", "databaseCaCertificate"]) {
+                expect(message, key).to.include(`mlflow-k8s:${key}`);
             }
         });
 

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { DataIdentity, dataGuardProvider, dataIdentityProblems } from "../components/dataGuard";
 
 const BEFORE: DataIdentity = Object.freeze({
+    databaseMode: "inCluster",
     kubeContext: "minikube",
     namespace: "mlflow",
     postgresStorageClass: "",
@@ -55,6 +56,30 @@ describe("data guard", () => {
             expect(problems[0]).to.include(`Set it back to ${JSON.stringify(BEFORE[field])}`);
         });
     }
+
+    /** What an external-database stack records: nothing of the data is in the cluster. */
+    const EXTERNAL: DataIdentity = Object.freeze({
+        ...BEFORE, databaseMode: "external", kubeContext: "", namespace: "", postgresStorageClass: "", postgresStorageSize: "", postgresMajor: "",
+    });
+
+    it("refuses moving the metadata store in or out of the cluster, in one message naming the key and the way", () => {
+        for (const [before, after] of [[BEFORE, EXTERNAL], [EXTERNAL, BEFORE]] as const) {
+            const problems = dataIdentityProblems(before, after);
+            expect(problems, `${before.databaseMode} -> ${after.databaseMode}`).to.have.length(1);
+            expect(problems[0]).to.match(/^mlflow-k8s:databaseMode cannot change from .*backup.*npm run restore.*External PostgreSQL/);
+        }
+    });
+
+    it("treats a stack recorded before databaseMode existed as in-cluster", () => {
+        const { databaseMode: _, ...legacy } = BEFORE;
+        expect(dataIdentityProblems(legacy, BEFORE), "the first update after the upgrade").to.deep.equal([]);
+        expect(dataIdentityProblems(legacy, EXTERNAL)).to.have.length(1);
+        expect(dataIdentityProblems(legacy, EXTERNAL)[0]).to.include('cannot change from "inCluster" to "external"');
+    });
+
+    it("lets an external-database stack move to another cluster or namespace: its data is not there", () => {
+        expect(dataIdentityProblems(EXTERNAL, { ...EXTERNAL })).to.deep.equal([]);
+    });
 
     it("lists every refused change at once", () => {
         const problems = dataIdentityProblems(BEFORE, { ...BEFORE, namespace: "other", postgresStorageSize: "1Gi", bucketPrefix: "x-" });

@@ -299,7 +299,15 @@ export interface RunOptions {
     readonly versions?: Readonly<Record<string, string>>;
     /** The program module to run, instead of `index.ts` (fixtures of the harness's own specs). */
     readonly entry?: string;
+    /**
+     * Config keys set without `--secret`, among those the CLI would otherwise have encrypted
+     * ({@link SECRET_CONFIG_KEYS}): a user's mistake the program must refuse.
+     */
+    readonly plaintextConfig?: readonly string[];
 }
+
+/** Config keys a user sets with `pulumi config set --secret`; the harness passes them as secrets. */
+export const SECRET_CONFIG_KEYS: readonly string[] = ["databasePassword"];
 
 /**
  * Runs `index.ts` under mocks for a stack. Rejects with the program's error when it throws (a
@@ -315,6 +323,12 @@ export async function runProgram(stack: string, overrides: Record<string, string
     const requests = new Map<string, { urn: string; parent: string; dependencies: string[]; protect: boolean; retainOnDelete: boolean }>();
     await pulumi.runtime.setMocks({
         newResource(args: pulumi.runtime.MockResourceArgs) {
+            if (args.id !== undefined && args.id !== "" && !requests.has(`${args.type}::${args.name}`)) {
+                // A read of an object the program does not manage (`Secret.get`): the provider finds
+                // the live object by its id, `namespace/name`. Not recorded: the program creates nothing.
+                const [namespace, objectName] = args.id.includes("/") ? args.id.split("/", 2) : [undefined, args.id];
+                return { id: args.id, state: { metadata: { name: objectName, namespace, uid: `read-${objectName}`, resourceVersion: "1" }, data: {} } };
+            }
             const paths = { secret: [] as string[], unknown: [] as string[] };
             const inputs = unwrap(args.inputs, "", paths);
             const { id, state } = mockState(args.type, args.name, inputs, credentials);
@@ -347,7 +361,9 @@ export async function runProgram(stack: string, overrides: Record<string, string
         });
         return register(req, callback);
     };
-    pulumi.runtime.setAllConfig(stackConfig(stack, overrides), []);
+    const secretKeys = SECRET_CONFIG_KEYS.filter((k) => overrides[k] !== undefined && !(options.plaintextConfig ?? []).includes(k))
+        .map((k) => `${PROJECT}:${k}`);
+    pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
     clearProgramModules();
     if (options.versions !== undefined) {
         const versions = require(path.join(ROOT, "components", "versions"));

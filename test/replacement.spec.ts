@@ -17,7 +17,37 @@ type Change = Readonly<Record<string, string | number | boolean>>;
  * Values each config key is changed to, one key at a time from the minikube stack, across its
  * allowed range (both ends where it has them). Keys that only make sense together change together.
  */
+/** What an external database needs with it (its password passes as a secret, as the CLI would). */
+const EXTERNAL_DB: Change = {
+    databaseMode: "external", databaseHost: "10.0.40.7", databaseUsername: "mlflow_app", databasePassword: "replacement-spec-only",
+    databaseSslMode: "require", databaseMaxConnections: 400,
+};
+const TEST_CA = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+
+/**
+ * Changes of the keys that exist for an external database, each judged from a stack already on
+ * one ({@link EXTERNAL_DB}): moving there from the in-cluster database is `databaseMode`'s change.
+ */
+export const EXTERNAL_CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
+    databaseHost: [{ databaseHost: "mlflow.cluster-abc123.eu-west-1.rds.amazonaws.com", databaseEgressCidrs: "10.0.32.0/20" }],
+    databasePort: [{ databasePort: 1 }, { databasePort: 65535 }],
+    databaseName: [{ databaseName: "tracking" }],
+    databaseAuthName: [{ databaseAuthName: "users" }],
+    databaseUsername: [{ databaseUsername: "other_role" }],
+    databasePassword: [{ databasePassword: "another-replacement-spec-value" }],
+    databaseExistingSecret: [{ databaseUsername: "", databasePassword: "", databaseExistingSecret: "rds-login" }],
+    databaseSslMode: [{ databaseSslMode: "verify-ca", databaseCaCertificate: TEST_CA }],
+    databaseCaCertificate: [{ databaseSslMode: "verify-full", databaseCaCertificate: TEST_CA }],
+    databaseEgressCidrs: [{ databaseEgressCidrs: "10.0.0.0/8,fd00::/8" }],
+    databaseMaxConnections: [{ databaseMaxConnections: 100000 }],
+};
+
 export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
+    databaseMode: [EXTERNAL_DB],
+    // Read but unused by the in-cluster database.
+    databasePort: [{ databasePort: 6432 }],
+    databaseName: [{ databaseName: "tracking" }],
+    databaseSslMode: [{ databaseSslMode: "require" }],
     kubeContext: [{ kubeContext: "other-cluster" }],
     kubeconfig: [{ kubeconfig: "/home/operator/.kube/other-config" }],
     awsCredentials: [{ awsCredentials: "podIdentity", eksClusterName: "dev" }],
@@ -124,7 +154,8 @@ describe("replacement guard: no config or version change replaces what holds dat
     });
 
     it("has a change for every config key and a bump for every pinned version", () => {
-        expect(Object.keys(CONFIG_CHANGES).sort()).to.deep.equal(Object.keys(projectSchema()).sort());
+        const keys = new Set([...Object.keys(CONFIG_CHANGES), ...Object.keys(EXTERNAL_CONFIG_CHANGES)]);
+        expect([...keys].sort()).to.deep.equal(Object.keys(projectSchema()).sort());
         const pinned = Object.keys(versions).filter((k) => k.endsWith("_VERSION"));
         expect(Object.keys(VERSION_BUMPS).sort()).to.deep.equal(pinned.sort());
     });
@@ -142,6 +173,25 @@ describe("replacement guard: no config or version change replaces what holds dat
             });
         }
     }
+
+    describe("on an external database", () => {
+        let externalBase: ProgramRun;
+        before(async () => {
+            externalBase = await runProgram("minikube", EXTERNAL_DB);
+        });
+        for (const [key, changes] of Object.entries(EXTERNAL_CONFIG_CHANGES)) {
+            for (const change of changes) {
+                const label = Object.entries(change).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
+                it(`${label}: keeps the data holders, or is refused naming ${key}`, async () => {
+                    const outcome = await judge(externalBase, `external: ${label}`, { ...EXTERNAL_DB, ...change });
+                    outcomes.push(outcome);
+                    // The data is outside the cluster and the bucket stays: nothing to replace, nothing to refuse.
+                    expect(outcome.replaced, describeReplacements(outcome.replaced)).to.deep.equal([]);
+                    expect(outcome.refusedBy).to.deep.equal([]);
+                });
+            }
+        }
+    });
 
     for (const [name, bumps] of Object.entries(VERSION_BUMPS)) {
         for (const bump of bumps) {
@@ -163,6 +213,7 @@ describe("replacement guard: no config or version change replaces what holds dat
             'awsEndpoint="http://127.0.0.1:5000"', 'awsEndpoint="https://minio.example.com"', 'bucketPrefix="mlflow-renamed-"',
             'artifactPrefix="artifacts"', 'artifactPrefix="teams/data-science"', 'postgresStorageSize="1Gi"',
             'postgresStorageClass="fast-ssd"', 'backupPrefix="db-backups"',
+            Object.entries(EXTERNAL_DB).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", "),
             "POSTGRES_VERSION=18.1, POSTGRES_MAJOR=18, POSTGRES_IMAGE=docker.io/library/postgres:18.1-bookworm",
         ]);
     });

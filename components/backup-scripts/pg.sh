@@ -7,8 +7,9 @@
 #                   RESTORE_FORCE=true, and creates one that is missing
 #
 # Connection: PGHOST, PGPORT, PGUSER and PGPASSWORD (the application role, which owns the
-# databases); for restore also POSTGRES_USER and POSTGRES_PASSWORD (the superuser, to create a
-# missing database). No password is ever on a command line.
+# databases); for restore of the in-cluster database also POSTGRES_USER and POSTGRES_PASSWORD (the
+# superuser, to create a missing database; an external database's must exist). No password is
+# ever on a command line. PGSSLMODE and PGSSLROOTCERT, when set, secure the connection.
 set -euo pipefail
 
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
@@ -26,10 +27,16 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 SQL
 }
 
+# pg_database is readable by every role: on an external database (no superuser here) the login
+# role asks.
 database_exists() {
-    as_superuser psql -X -A -t -q -v ON_ERROR_STOP=1 --dbname=postgres -v db="$1" <<'SQL'
+    superuser_if_any psql -X -A -t -q -v ON_ERROR_STOP=1 --dbname=postgres -v db="$1" <<'SQL'
 SELECT count(*) FROM pg_database WHERE datname = :'db';
 SQL
+}
+
+superuser_if_any() {
+    if [ -n "${POSTGRES_USER:-}" ]; then as_superuser "$@"; else "$@"; fi
 }
 
 as_superuser() {
@@ -73,6 +80,7 @@ restore() {
         local exists
         exists="$(database_exists "$db")"
         if [ "$exists" = "0" ]; then
+            [ -n "${POSTGRES_USER:-}" ] || fail "database $db does not exist on $PGHOST; an external database's operators create it, owned by $PGUSER, before a restore" 5
             log "creating missing database $db, owned by $PGUSER"
             # The same statements as the first start's init SQL.
             as_superuser psql -X -q -v ON_ERROR_STOP=1 --dbname=postgres -v db="$db" -v owner="$PGUSER" <<'SQL'
