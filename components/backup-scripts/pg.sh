@@ -68,6 +68,7 @@ restore() {
         local exists
         exists="$(database_exists "$db")"
         if [ "$exists" = "0" ]; then
+            [ -n "${POSTGRES_USER:-}" ] || fail "database $db does not exist on $PGHOST; an external database's operators create it, owned by $PGUSER, before a restore" 5
             continue
         fi
         local n
@@ -80,7 +81,6 @@ restore() {
         local exists
         exists="$(database_exists "$db")"
         if [ "$exists" = "0" ]; then
-            [ -n "${POSTGRES_USER:-}" ] || fail "database $db does not exist on $PGHOST; an external database's operators create it, owned by $PGUSER, before a restore" 5
             log "creating missing database $db, owned by $PGUSER"
             # The same statements as the first start's init SQL.
             as_superuser psql -X -q -v ON_ERROR_STOP=1 --dbname=postgres -v db="$db" -v owner="$PGUSER" <<'SQL'

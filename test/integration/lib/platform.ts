@@ -14,7 +14,9 @@ import { ROOT, RecordedResource, runProgram } from "../../harness";
 import { generatePassword } from "./credentials";
 import { freePort, runToCompletion, Service } from "./processes";
 import { ImageRuntime, LocalContainer, Rendered, TYPES } from "./rendered";
-import { Moto, Postgres, postgresImage, runContainer, startContainer, startMoto, startPostgres, stopContainer, waitForProbes } from "./services";
+import {
+    ExternalPostgres, Moto, Postgres, postgresImage, runContainer, startContainer, startExternalPostgres, startMoto, startPostgres, stopContainer, waitForProbes,
+} from "./services";
 
 export const CACHE = path.join(ROOT, ".cache", "integration");
 export const MLFLOW_VENV = path.join(CACHE, "venv-mlflow");
@@ -130,6 +132,8 @@ export class Platform {
     readonly keys = new Map<string, AccessKey>();
     provisionReport: any;
     postgres!: Postgres;
+    /** The external database, when the stack is configured with one ({@link startExternalPostgres}). */
+    external: ExternalPostgres | undefined;
     pods: ServerPod[] = [];
     db!: Login & { tracking: string; auth: string };
     superuser!: Login;
@@ -187,12 +191,11 @@ export class Platform {
             versions === undefined ? {} : { versions }));
         const pod = (type: string) => this.r.all(type)[0]!.inputs.spec.template.spec.containers[0];
         const mlflowImage: string = pod(TYPES.deployment).image;
-        const postgresImage_: string = pod(TYPES.statefulSet).image;
-        const pgBin = fs.readdirSync("/usr/lib/postgresql").sort((a, b) => Number(b) - Number(a))
-            .map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, "initdb")));
-        if (pgBin === undefined) {
-            throw new Error("no PostgreSQL server binaries (scripts/integration/setup.sh installs them)");
-        }
+        // The StatefulSet's, or (with an external database) the backups' client tools'.
+        const postgresImage_: string = [TYPES.statefulSet, TYPES.cronJob].flatMap((t) => this.r.all(t))
+            .flatMap((w) => { const spec = (w.inputs.spec.jobTemplate?.spec ?? w.inputs.spec).template.spec; return [...(spec.initContainers ?? []), ...spec.containers]; })
+            .map((c: any) => c.image as string).find((image) => /\/postgres:/.test(image))!;
+        const pgBin = postgresBinaries();
         this.images = {
             // The MLflow image: its Python first on PATH, a UTF-8 locale. Beyond the image: trust in
             // the emulator's self-signed certificate, as the image trusts AWS's.
@@ -288,6 +291,19 @@ export class Platform {
         for (const pw of this.r.run.ofType("random:index/randomPassword:RandomPassword")) {
             this.r.substituteCredential(pw.state.result, generatePassword(pw.inputs));
         }
+        const serverSecret = this.r.one(TYPES.secret, /mlflow-server/).state.metadata.name;
+        this.admin = { user: this.r.run.outputs.adminUsername as string, password: this.r.secretValue(serverSecret, "admin-password") };
+        if (this.external !== undefined) {
+            // An external database: the login the stack was configured with, in the Secret it rendered.
+            const component = this.r.run.one("mlflow-k8s:kubernetes:ExternalDatabase");
+            const secret = this.r.all(TYPES.secret).find((x) => x.parent === component.urn)!.state.metadata.name;
+            const overrides = this.overrides ?? {};
+            this.db = {
+                user: this.r.secretValue(secret, "username"), password: this.r.secretValue(secret, "password"),
+                tracking: String(overrides.databaseName), auth: String(overrides.databaseAuthName),
+            };
+            return;
+        }
         const pgSecret = this.r.one(TYPES.secret, /postgres-credentials/).state.metadata.name;
         const sts = this.r.one(TYPES.statefulSet, /postgres/);
         const env = sts.inputs.spec.template.spec.containers[0].env as any[];
@@ -298,8 +314,18 @@ export class Platform {
             auth: env.find((e) => e.name === "MLFLOW_AUTH_DB").value,
         };
         this.superuser = { user: env.find((e) => e.name === "POSTGRES_USER").value, password: this.r.secretValue(pgSecret, "postgres-password") };
-        const serverSecret = this.r.one(TYPES.secret, /mlflow-server/).state.metadata.name;
-        this.admin = { user: this.r.run.outputs.adminUsername as string, password: this.r.secretValue(serverSecret, "admin-password") };
+    }
+
+    /**
+     * A team's PostgreSQL outside the cluster, TLS only, before the render (its port goes into the
+     * stack's config). The tests' own connections ({@link sql}) then go to it, verify-full.
+     */
+    async startExternalPostgres(): Promise<ExternalPostgres> {
+        this.external = await startExternalPostgres({
+            dir: path.join(this.dir, "external-postgres"), logDir: this.logs, pgBin: postgresBinaries(), uid: POSTGRES_UID,
+            image: postgresImage(postgresBinaries(), POSTGRES_UID, path.join(this.dir, "external-postgres-image")),
+        });
+        return this.external;
     }
 
     /** Starts (or restarts, on the same data) PostgreSQL from the rendered StatefulSet. */
@@ -323,8 +349,10 @@ export class Platform {
     async sql(database: string, query: string, as: Login = this.db): Promise<string[][]> {
         const result = await runToCompletion("psql", ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-c", query], {
             env: {
-                PATH: process.env.PATH, PGHOST: "127.0.0.1", PGPORT: String(this.postgres.port), PGUSER: as.user,
-                PGPASSWORD: as.password, PGDATABASE: database, PGCONNECT_TIMEOUT: "10",
+                PATH: process.env.PATH, PGUSER: as.user, PGPASSWORD: as.password, PGDATABASE: database, PGCONNECT_TIMEOUT: "10",
+                ...(this.external === undefined
+                    ? { PGHOST: "127.0.0.1", PGPORT: String(this.postgres.port) }
+                    : { PGHOST: this.external.host, PGPORT: String(this.external.port), PGSSLMODE: "verify-full", PGSSLROOTCERT: this.external.caFile }),
             },
             logFile: path.join(this.logs, "psql.log"),
         });
@@ -488,4 +516,14 @@ export class Platform {
             ...extra,
         };
     }
+}
+
+/** The machine's PostgreSQL server binaries, the newest major installed. */
+function postgresBinaries(): string {
+    const pgBin = fs.readdirSync("/usr/lib/postgresql").sort((a, b) => Number(b) - Number(a))
+        .map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, "initdb")));
+    if (pgBin === undefined) {
+        throw new Error("no PostgreSQL server binaries (scripts/integration/setup.sh installs them)");
+    }
+    return pgBin;
 }

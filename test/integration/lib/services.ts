@@ -222,3 +222,115 @@ export async function startPostgres(r: Rendered, images: Readonly<Record<string,
     await waitForProbes(container, service, probe);
     return { service, port, container };
 }
+
+/** A PostgreSQL outside the cluster, reachable over TLS only, as a team's RDS instance is. */
+export interface ExternalPostgres {
+    readonly service: Service;
+    readonly port: number;
+    /** The host name its certificate is issued for (and the only one verify-full accepts). */
+    readonly host: string;
+    /** PEM of the CA that signed the server's certificate. */
+    readonly caFile: string;
+    /** Runs SQL as the server's superuser over its local socket (the team's DBA). */
+    admin(sql: string): Promise<string>;
+}
+
+/** Runs openssl, failing with its output. */
+async function openssl(args: string[], logDir: string): Promise<void> {
+    const result = await runToCompletion("openssl", args, { env: process.env, logFile: path.join(logDir, "openssl.log") });
+    if (result.code !== 0) {
+        throw new Error(`openssl ${args[0]} failed: ${result.stderr}`);
+    }
+}
+
+/** A CA (its key and certificate) in `dir`, for signing a server certificate. */
+export async function makeCa(dir: string, name: string, logDir: string): Promise<{ cert: string; key: string }> {
+    fs.mkdirSync(dir, { recursive: true });
+    const ca = { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
+    await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", `/CN=${name}`,
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout", ca.key, "-out", ca.cert], logDir);
+    return ca;
+}
+
+/**
+ * Starts PostgreSQL (the machine's server binaries, in the sandbox as uid `uid`) with a fresh data
+ * directory, TLS on with a certificate for `localhost` signed by a CA of its own, and a pg_hba that
+ * refuses every connection over TCP without TLS.
+ */
+export async function startExternalPostgres(options: { dir: string; logDir: string; pgBin: string; uid: number; image: ImageRuntime }): Promise<ExternalPostgres> {
+    const { dir, logDir } = options;
+    const host = "localhost";
+    const tls = path.join(dir, "tls");
+    const ca = await makeCa(tls, "external-db-ca", logDir);
+    const serverKey = path.join(tls, "server.key");
+    const serverCsr = path.join(tls, "server.csr");
+    const serverCert = path.join(tls, "server.crt");
+    const ext = path.join(tls, "server.ext");
+    fs.writeFileSync(ext, `subjectAltName=DNS:${host}\nextendedKeyUsage=serverAuth\n`);
+    await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${host}`, "-keyout", serverKey, "-out", serverCsr], logDir);
+    await openssl(["x509", "-req", "-in", serverCsr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", "2",
+        "-extfile", ext, "-out", serverCert], logDir);
+    // PostgreSQL refuses a key others may read.
+    fs.chmodSync(serverKey, 0o600);
+    for (const d of ["data", "run", "tmp", "sql"]) {
+        fs.mkdirSync(path.join(dir, d), { recursive: true });
+    }
+    const port = await freePort();
+    const container: LocalContainer = {
+        name: "external-postgres",
+        spec: {},
+        argv: [],
+        // PGPORT names the socket too (.s.PGSQL.<port>), for the DBA's psql.
+        env: { ...options.image.env, PGDATA: "/var/lib/postgresql/data", PGPORT: String(port), HOME: "/tmp" },
+        sandbox: {
+            uid: options.uid,
+            gid: options.uid,
+            workingDir: "/tmp",
+            hostname: "external-postgres",
+            mounts: [
+                ...(options.image.mounts ?? []),
+                { target: "/var/lib/postgresql/data", source: path.join(dir, "data"), readOnly: false },
+                { target: "/var/run/postgresql", source: path.join(dir, "run"), readOnly: false },
+                { target: "/tmp", source: path.join(dir, "tmp"), readOnly: false },
+                { target: "/etc/external-db/tls", source: tls, readOnly: true },
+                { target: "/etc/external-db/sql", source: path.join(dir, "sql"), readOnly: true },
+            ],
+        },
+    };
+    const script = `
+set -euo pipefail
+initdb --username=postgres --auth-local=trust --auth-host=reject --encoding=UTF8 -D "$PGDATA" > /dev/null
+cat > "$PGDATA/pg_hba.conf" <<'HBA'
+local     all all              trust
+hostssl   all all 127.0.0.1/32 scram-sha-256
+hostssl   all all ::1/128      scram-sha-256
+hostnossl all all 0.0.0.0/0    reject
+hostnossl all all ::/0         reject
+HBA
+exec postgres -D "$PGDATA" -c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=/var/run/postgresql \\
+    -c ssl=on -c ssl_cert_file=/etc/external-db/tls/server.crt -c ssl_key_file=/etc/external-db/tls/server.key \\
+    -c ssl_min_protocol_version=TLSv1.2 -c max_connections=300 -c password_encryption=scram-sha-256`;
+    const service = startContainer(container, path.join(logDir, "external-postgres.log"), ["bash", "-c", script]);
+    let sqlRuns = 0;
+    const admin = async (sql: string): Promise<string> => {
+        // The statements go in a file the sandbox reads: passwords in them stay off command lines.
+        const file = `${++sqlRuns}.sql`;
+        fs.writeFileSync(path.join(dir, "sql", file), sql, { mode: 0o600 });
+        const result = await runContainer(container, path.join(logDir, "external-postgres-admin.log"),
+            ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "postgres", "-f", `/etc/external-db/sql/${file}`], 60000);
+        fs.rmSync(path.join(dir, "sql", file));
+        if (result.code !== 0) {
+            throw new Error(`external PostgreSQL admin SQL failed: ${result.stderr}`);
+        }
+        return result.stdout.trim();
+    };
+    await waitUntil("external PostgreSQL", 60000, 250, async () => {
+        if (service.hasExited()) {
+            throw new Error(`external PostgreSQL exited with ${await service.exited}:\n${tail(path.join(logDir, "external-postgres.log"))}`);
+        }
+        return (await runContainer(container, path.join(logDir, "external-postgres-admin.log"),
+            ["pg_isready", "-h", "/var/run/postgresql", "-U", "postgres"], 10000)).code === 0;
+    });
+    return { service, port, host, caFile: ca.cert, admin };
+}
