@@ -3,6 +3,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
 import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
+import { expectRejected as expectRejectedBy } from "./support/configErrors";
 
 /** A reader over a stack's real configuration with some keys replaced (undefined removes one). */
 function readerFor(stack: string, overrides: Record<string, string | undefined> = {}) {
@@ -16,16 +17,7 @@ function parse(overrides: Record<string, string | undefined>, stack = "minikube"
 
 /** Asserts that parsing fails and the error names the key and what is allowed. */
 function expectRejected(overrides: Record<string, string | undefined>, key: string, allowed: RegExp): void {
-    let error: unknown;
-    try {
-        parse(overrides);
-    } catch (e) {
-        error = e;
-    }
-    expect(error, `expected ${JSON.stringify(overrides)} to be rejected`).to.be.instanceOf(ConfigError);
-    const message = (error as Error).message;
-    expect(message).to.include(`${PROJECT}:${key}`);
-    expect(message).to.match(allowed);
+    expectRejectedBy(() => parse(overrides), JSON.stringify(overrides), key, allowed);
 }
 
 describe("config", () => {

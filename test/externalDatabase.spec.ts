@@ -5,13 +5,14 @@
  */
 import { expect } from "chai";
 import * as crypto from "crypto";
-import { ConfigError, PROJECT, parseConfig } from "../components/config";
+import { PROJECT, parseConfig } from "../components/config";
 import { DATABASE_CA_DIR, DATABASE_CA_FILE } from "../components/postgres";
 import { networkIsolationFindings } from "../policy/checks/networkPolicy";
 import { hardeningFindings, podTemplates, restrictedFindings } from "../policy/checks/podSecurity";
 import { policies } from "../policy/policies";
 import { ProgramRun, runProgram, stackConfig } from "./harness";
 import { violations } from "./support/policyArgs";
+import { expectRejected } from "./support/configErrors";
 import { connectionAllowed, PodEndpoint } from "./support/networkSim";
 import { kubernetesManifests } from "../scripts/render";
 
@@ -42,17 +43,7 @@ function parse(overrides: Overrides, secret = true) {
 }
 
 function rejected(overrides: Overrides, key: string, allowed: RegExp, secret = true): string {
-    let error: unknown;
-    try {
-        parse(overrides, secret);
-    } catch (e) {
-        error = e;
-    }
-    expect(error, `expected ${JSON.stringify(overrides)} to be rejected`).to.be.instanceOf(ConfigError);
-    const message = (error as Error).message;
-    expect(message).to.include(`${PROJECT}:${key}`);
-    expect(message).to.match(allowed);
-    return message;
+    return expectRejected(() => parse(overrides, secret), JSON.stringify(overrides), key, allowed);
 }
 
 const containersOf = (obj: any): any[] => podTemplates(obj).flatMap((t) => [...(t.spec.initContainers ?? []), ...t.spec.containers]);
