@@ -156,6 +156,11 @@ function mockState(type: string, name: string, inputs: any, credentials: string[
             const userName = inputs.name ?? `${name}-${suffix}`;
             return { id: userName, state: { ...inputs, name: userName, arn: `arn:aws:iam::123456789012:user${inputs.path ?? "/"}${userName}` } };
         }
+        case "aws:iam/role:Role": {
+            // Auto-named like users and policies; the ARN carries the path (IAM Role reference).
+            const roleName = inputs.name ?? `${name}-${suffix}`;
+            return { id: roleName, state: { ...inputs, name: roleName, arn: `arn:aws:iam::123456789012:role${inputs.path ?? "/"}${roleName}`, uniqueId: `AROA${fake(`role/${name}`, 17, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")}` } };
+        }
         case "aws:iam/policy:Policy": {
             const policyName = inputs.name ?? `${name}-${suffix}`;
             return { id: `arn:aws:iam::123456789012:policy${inputs.path ?? "/"}${policyName}`, state: { ...inputs, name: policyName, arn: `arn:aws:iam::123456789012:policy${inputs.path ?? "/"}${policyName}` } };

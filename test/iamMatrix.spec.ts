@@ -8,6 +8,7 @@ import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { expect } from "chai";
 import type { PolicyDocumentLike } from "../policy/checks/aws";
 import { IDENTITIES, policyDocuments } from "./support/awsResources";
+import { ProgramRun, runProgram } from "./harness";
 import { renderedRun } from "./support/runs";
 
 type Decision = "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied";
@@ -23,6 +24,9 @@ interface Target {
     readonly otherPrefix: string;
     /** The bucket's KMS key, when it has one. */
     readonly kmsKeyArn?: string;
+    /** Who makes the requests: the IAM user, or a session of the role. */
+    readonly principal: string;
+    /** An IAM user the iam: cases aim at: the identity's own (access keys), or one of the account's (roles). */
     readonly userArn: string;
     readonly identity: PolicyDocumentLike;
     readonly bucketPolicy: PolicyDocumentLike;
@@ -117,7 +121,7 @@ export const KMS_CASES: readonly Case[] = [
 export async function decide(t: Target, c: Case): Promise<Decision> {
     const result = await runSimulation({
         request: {
-            principal: t.userArn,
+            principal: t.principal,
             action: c.action,
             resource: { resource: c.resource(t), accountId: ACCOUNT },
             contextVariables: { "aws:SecureTransport": "true", ...(c.context?.(t) ?? {}) },
@@ -135,11 +139,24 @@ export async function decide(t: Target, c: Case): Promise<Decision> {
     return result.overallResult as Decision;
 }
 
+/**
+ * The program runs the matrix is evaluated on: both stacks with access keys, and the minikube stack in
+ * each role mode, whose roles carry the same policy documents.
+ */
+const MATRIX_RUNS: Readonly<Record<string, () => Promise<ProgramRun>>> = {
+    "dev stack": async () => (await renderedRun("dev")).run,
+    "minikube stack": async () => (await renderedRun("minikube")).run,
+    "minikube stack, podIdentity": () => runProgram("minikube", { awsCredentials: "podIdentity", eksClusterName: "dev" }),
+    "minikube stack, irsa": () => runProgram("minikube", {
+        awsCredentials: "irsa", eksOidcProviderArn: `arn:aws:iam::${ACCOUNT}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE`,
+    }),
+};
+
 /** The matrix target of one of the ArtifactStore's identities. */
 async function targetOf(stack: string, identity: "server" | "backup" = "server"): Promise<Target> {
     const kms = stack === "variant" ? (await renderedRun(stack)).run.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
         .inputs.rules[0].applyServerSideEncryptionByDefault.kmsMasterKeyId : undefined;
-    const { run } = await renderedRun(stack);
+    const run = MATRIX_RUNS[stack] !== undefined ? await MATRIX_RUNS[stack]() : (await renderedRun(stack)).run;
     const prefixOf = (uri: unknown) => String(uri).replace(/^s3:\/\/[^/]+\//, "");
     const [own, other] = identity === "server" ? [run.outputs.artifactUri, run.outputs.backupUri] : [run.outputs.backupUri, run.outputs.artifactUri];
     const docs = policyDocuments(run, IDENTITIES[identity]);
@@ -147,19 +164,34 @@ async function targetOf(stack: string, identity: "server" | "backup" = "server")
         bucketArn: run.one("aws:s3/bucket:Bucket").state.arn,
         prefix: prefixOf(own),
         otherPrefix: prefixOf(other),
-        userArn: run.one("aws:iam/user:User", new RegExp(`^${IDENTITIES[identity]}-user$`)).state.arn,
+        principal: principalOf(run, IDENTITIES[identity]),
+        userArn: run.resources.find((r) => r.type === "aws:iam/user:User" && r.name === `${IDENTITIES[identity]}-user`)?.state.arn
+            ?? `arn:aws:iam::${ACCOUNT}:user/mlflow/${IDENTITIES[identity]}-operator`,
         identity: docs.identity,
         bucketPolicy: docs.bucket,
         kmsKeyArn: kms,
     };
 }
 
+/**
+ * Who makes the requests: the IAM user (access keys), or a session of the role (Pod Identity and
+ * IRSA pods call S3 with the role's temporary credentials).
+ */
+function principalOf(run: ProgramRun, identity: string): string {
+    const user = run.resources.find((r) => r.type === "aws:iam/user:User" && r.name === `${identity}-user`);
+    if (user !== undefined) {
+        return user.state.arn;
+    }
+    const role = run.one("aws:iam/role:Role", new RegExp(`^${identity}-role$`));
+    return `arn:aws:sts::${ACCOUNT}:assumed-role/${role.state.name}/eks-pod-session`;
+}
+
 const actionsOf = (doc: PolicyDocumentLike): string[] =>
     [doc.Statement ?? []].flat().flatMap((s: any) => [s.Action ?? []].flat());
 
 describe("IAM allow/deny matrix (iam-simulate)", () => {
-    for (const stack of ["dev", "minikube"]) {
-        describe(`${stack} stack`, () => {
+    for (const stack of Object.keys(MATRIX_RUNS)) {
+        describe(stack, () => {
             let target: Target;
             before(async () => {
                 target = await targetOf(stack);
@@ -178,7 +210,7 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
             }
         });
 
-        describe(`${stack} stack, backup identity`, () => {
+        describe(`${stack}, backup identity`, () => {
             let target: Target;
             before(async () => {
                 target = await targetOf(stack, "backup");
@@ -186,7 +218,7 @@ describe("IAM allow/deny matrix (iam-simulate)", () => {
 
             it("evaluates the backup identity's own policy, on the backup prefix", () => {
                 expect(target.prefix).to.equal("backups");
-                expect(target.userArn).to.match(/backup/);
+                expect(target.principal).to.match(/backup/);
             });
 
             for (const c of BACKUP_CASES) {
