@@ -9,6 +9,8 @@
  *          ──► DatabaseBackup (backup CronJob, restore template)  [Kubernetes]
  *          ──► MlflowTrackingServer (S3 Secret, migration Job     [Kubernetes]
  *              with a backup first, Deployment, mlflow-service)
+ *          ──► ModelServer per servedModels entry (its MLflow     [Kubernetes]
+ *              user, a Deployment serving the model, a Service)
  *          ──► NetworkPolicies (default deny; only the flows       [Kubernetes]
  *              the components need)
  */
@@ -23,6 +25,7 @@ import { createNamespace, createProviders } from "./components/platform";
 import { Postgres, SECRET_KEYS } from "./components/postgres";
 import { POSTGRES_MAJOR } from "./components/versions";
 import { s3AccessOf } from "./components/s3Credentials";
+import { ModelServer, ServingCredentials } from "./components/modelServer";
 import { MlflowTrackingServer, SERVER_SERVICE_ACCOUNT } from "./components/trackingServer";
 
 const config = loadConfig();
@@ -103,6 +106,15 @@ const backup = new DatabaseBackup("mlflow-db-backup", {
     scratchSize: config.postgres.storageSize,
 }, { ...k8sOpts, dependsOn: [namespace, database] });
 
+// Each served model's MLflow user: its password first, so the migration Job can create the user.
+const servingCredentials = config.servedModels.map((m) => new ServingCredentials(`mlflow-model-${m.name}`, {
+    namespace: namespace.metadata.name, model: m,
+}, k8sOpts));
+if (config.servedModels.length > 0 && config.mlflow.defaultPermission !== "NO_PERMISSIONS") {
+    pulumi.log.warn(`mlflowDefaultPermission is ${config.mlflow.defaultPermission}: the model servers' users (like every user) may read `
+        + "every experiment and model, not only their own. Set it to NO_PERMISSIONS for least privilege (README, \"Serving models\").");
+}
+
 const server = new MlflowTrackingServer("mlflow", {
     namespace: namespace.metadata.name,
     artifactsDestination: artifacts.artifactUri,
@@ -120,7 +132,16 @@ const server = new MlflowTrackingServer("mlflow", {
     authCacheTtlSeconds: config.mlflow.authCacheTtlSeconds,
     ingress: config.mlflow.ingress,
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
+    servingUsers: servingCredentials.map((c) => c.user),
 }, { ...k8sOpts, dependsOn: [namespace, database] });
+
+// The model servers download their model through the tracking server: they start once it serves.
+const modelServers = config.servedModels.map((m, i) => new ModelServer(`mlflow-model-${m.name}`, {
+    namespace: namespace.metadata.name,
+    model: m,
+    trackingUri: server.internalUri,
+    credentials: servingCredentials[i]!,
+}, { ...k8sOpts, dependsOn: [namespace, server] }));
 
 new NetworkPolicies("mlflow-network", {
     namespace: namespace.metadata.name,
@@ -131,6 +152,8 @@ new NetworkPolicies("mlflow-network", {
     migration: { podSelector: server.migrationPodSelector },
     backup: { podSelector: backup.backupPodSelector },
     restore: { podSelector: backup.restorePodSelector },
+    servingGrants: config.servedModels.length > 0 ? { podSelector: server.servingGrantsPodSelector } : undefined,
+    modelServers: config.servedModels.map((m, i) => ({ name: m.name, podSelector: modelServers[i]!.podSelector, port: modelServers[i]!.containerPort })),
     s3Endpoint: config.aws.endpoint,
     ingressControllerNamespace: config.mlflow.ingress ? config.network.ingressControllerNamespace : undefined,
     sourceRanges: config.network.sourceRanges,
@@ -161,3 +184,10 @@ export const postgresHost = pulumi.output(database.host);
 export const backupUri = artifacts.backupUri;
 export const backupStatusCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} get cronjob ${backup.cronJobName} -o jsonpath='{.status.lastSuccessfulTime}'`;
 export const restoreCommand = `npm run restore -- --stack ${stack}`;
+/** Per served model: its in-cluster scoring URL and a port-forward command to reach it from a laptop. */
+export const modelEndpoints = pulumi.all(config.servedModels.map((m, i) => pulumi.all([modelServers[i]!.invocationsUrl, modelServers[i]!.serviceName])
+    .apply(([url, service]) => [m.name, {
+        model: m.modelUri,
+        invocationsUrl: url,
+        portForwardCommand: `kubectl --context ${config.kubeContext} -n ${config.namespace} port-forward service/${service} 8081:80`,
+    }] as const))).apply((entries) => Object.fromEntries(entries));

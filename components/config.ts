@@ -8,6 +8,8 @@
  */
 import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
+// The same rule the policy pack holds every container to.
+import { isPinnedImage } from "../policy/checks/podSecurity";
 import {
     DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
@@ -59,6 +61,30 @@ export interface ExternalDatabase {
     /** The server's max_connections, which the connection budget must fit under. */
     readonly maxConnections: number;
 }
+
+/** One registered model served over HTTP (`servedModels`). */
+export interface ServedModel {
+    /** DNS-safe name of the endpoint: its Deployment, Service and MLflow user derive from it. */
+    readonly name: string;
+    /** `models:/<name>@<alias>` or `models:/<name>/<version>`. */
+    readonly modelUri: string;
+    /** The registered model's name, from {@link modelUri}. */
+    readonly registeredModel: string;
+    /** The alias or the version, from {@link modelUri}. */
+    readonly reference: { readonly alias: string } | { readonly version: number };
+    readonly minReplicas: number;
+    /** Upper bound of the autoscaler; 0: no autoscaler, `minReplicas` pods. */
+    readonly maxReplicas: number;
+    readonly workers: number;
+    readonly resources: Resources;
+    /** An image with the model's libraries; undefined: the tracking server's MLflow image. */
+    readonly image?: string;
+}
+
+/** What an entry of `servedModels` may leave out. */
+export const SERVED_MODEL_DEFAULTS = Object.freeze({
+    minReplicas: 1, maxReplicas: 0, workers: 1, cpuRequest: "250m", cpuLimit: "1", memoryRequest: "512Mi", memoryLimit: "1Gi",
+});
 
 /** What `pulumi destroy` does with PostgreSQL's volume claim (and the namespace that holds it). */
 export const VOLUME_RETENTION = ["Delete", "Retain"] as const;
@@ -118,6 +144,8 @@ export interface StackConfig {
     readonly protectData: boolean;
     /** The in-cluster PostgreSQL (the `postgres*` keys) or an external one. */
     readonly database: { readonly mode: "inCluster" } | ExternalDatabase;
+    /** Registered models served beside the tracking server. */
+    readonly servedModels: readonly ServedModel[];
     readonly postgres: {
         readonly storageSize: string;
         /** Storage class of the data volume; undefined uses the cluster default. */
@@ -384,6 +412,8 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
 
     const database = parseDatabase({ raw, optional, required, integer, oneOf, list, fail }, isSecret);
 
+    const servedModels = parseServedModels(raw("servedModels"), fail);
+
     const replicas = integer("mlflowReplicas", 1, 100);
     const maxReplicas = integer("mlflowMaxReplicas", 0, 100);
     if (maxReplicas !== 0 && maxReplicas < replicas) {
@@ -476,6 +506,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         backup: { schedule: backupSchedule, retentionDays: backupRetentionDays, prefix: backupPrefix },
         protectData,
         database,
+        servedModels,
         postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
         mlflow: {
             replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
@@ -518,6 +549,110 @@ interface Readers {
     list(key: string): string[];
     fail(key: string, value: unknown, allowed: string): void;
 }
+
+/**
+ * Keys holding a list of objects, which Pulumi.yaml cannot declare (its config types are strings,
+ * integers, booleans and arrays of those; a declared type would make the CLI refuse the value).
+ * They are documented in a comment there and in the README instead.
+ */
+export const STRUCTURED_KEYS: readonly string[] = ["servedModels"];
+
+const MODEL_URI = /^models:\/([A-Za-z0-9][A-Za-z0-9._ -]{0,199})(?:@([A-Za-z0-9_-]{1,255})|\/([1-9][0-9]{0,9}))$/;
+const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image"];
+
+/**
+ * `servedModels`: a list of `{ name, model, minReplicas?, maxReplicas?, workers?, cpuRequest?,
+ * cpuLimit?, memoryRequest?, memoryLimit?, image? }`, each problem named by its entry.
+ */
+export function parseServedModels(value: string | undefined, fail: (key: string, value: unknown, allowed: string) => void): ServedModel[] {
+    if (value === undefined || value === "") {
+        return [];
+    }
+    let entries: unknown;
+    try {
+        entries = JSON.parse(value);
+    } catch {
+        fail("servedModels", value, "a list of models to serve, set in the stack file or with `pulumi config set --path 'servedModels[0].name' <name>`");
+        return [];
+    }
+    if (!Array.isArray(entries)) {
+        fail("servedModels", entries, "a list of models to serve ({ name, model, ... } each)");
+        return [];
+    }
+    const out: ServedModel[] = [];
+    const names = new Set<string>();
+    entries.forEach((entry: any, i: number) => {
+        const at = `servedModels[${i}]`;
+        if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+            fail(at, entry, "an object { name, model, ... }");
+            return;
+        }
+        const label = typeof entry.name === "string" ? `${at} (${entry.name})` : at;
+        for (const field of Object.keys(entry)) {
+            if (!SERVED_MODEL_FIELDS.includes(field)) {
+                fail(`${label}.${field}`, entry[field], `not a field of a served model; the fields are ${SERVED_MODEL_FIELDS.join(", ")}`);
+            }
+        }
+        const name = entry.name;
+        if (typeof name !== "string" || !(name.length <= 40 && DNS1123_LABEL.test(name))) {
+            fail(`${label}.name`, name, "a DNS-1123 label of at most 40 characters (lowercase letters, digits, '-'): it names the endpoint's Deployment and Service");
+        } else if (names.has(name)) {
+            fail(`${label}.name`, name, "a name no other entry of servedModels has");
+        } else {
+            names.add(name);
+        }
+        const m = typeof entry.model === "string" ? MODEL_URI.exec(entry.model) : null;
+        if (m === null) {
+            fail(`${label}.model`, entry.model, "models:/<registered model>@<alias> or models:/<registered model>/<version>, such as models:/iris@champion");
+        }
+        const int = (field: string, min: number, max: number): number => {
+            const v = entry[field] ?? (SERVED_MODEL_DEFAULTS as Record<string, unknown>)[field];
+            if (!Number.isInteger(v) || v < min || v > max) {
+                fail(`${label}.${field}`, v, `an integer from ${min} to ${max}`);
+                return min;
+            }
+            return v as number;
+        };
+        const minReplicas = int("minReplicas", 1, 50);
+        const maxReplicas = int("maxReplicas", 0, 50);
+        if (maxReplicas !== 0 && maxReplicas < minReplicas) {
+            fail(`${label}.maxReplicas`, maxReplicas, `0 (no autoscaling) or at least minReplicas (${minReplicas})`);
+        }
+        const workers = int("workers", 1, 16);
+        const quantity = (field: "cpuRequest" | "cpuLimit" | "memoryRequest" | "memoryLimit"): string => {
+            const v = entry[field] ?? SERVED_MODEL_DEFAULTS[field];
+            const kind = field.startsWith("cpu") ? "CPU quantity such as 500m or 2" : "memory quantity such as 512Mi or 2Gi";
+            if (typeof v !== "string" || !(parseQuantity(v) > 0)) {
+                fail(`${label}.${field}`, v, `a positive Kubernetes ${kind}`);
+                return String(SERVED_MODEL_DEFAULTS[field]);
+            }
+            return v;
+        };
+        const resources = { cpuRequest: quantity("cpuRequest"), cpuLimit: quantity("cpuLimit"), memoryRequest: quantity("memoryRequest"), memoryLimit: quantity("memoryLimit") };
+        for (const kind of ["cpu", "memory"] as const) {
+            if (parseQuantity(resources[`${kind}Request`]) > parseQuantity(resources[`${kind}Limit`])) {
+                fail(`${label}.${kind}Request`, resources[`${kind}Request`], `must not exceed ${kind}Limit (${resources[`${kind}Limit`]})`);
+            }
+        }
+        const cores = Math.max(1, Math.ceil(parseQuantity(resources.cpuLimit)));
+        if (workers > cores) {
+            fail(`${label}.workers`, workers, `at most ${cores}, the cores of its cpuLimit (${resources.cpuLimit})`);
+        }
+        const image = entry.image;
+        if (image !== undefined && (typeof image !== "string" || !isPinnedImage(image))) {
+            fail(`${label}.image`, image, "an image pinned to an exact version tag or a digest, such as registry.example.com/models/iris:1.4.2");
+        }
+        if (m !== null && typeof name === "string") {
+            out.push({
+                name, modelUri: entry.model, registeredModel: m[1]!,
+                reference: m[2] !== undefined ? { alias: m[2] } : { version: Number(m[3]) },
+                minReplicas, maxReplicas, workers, resources, image,
+            });
+        }
+    });
+    return out;
+}
+
 
 /** The `database*` keys: the in-cluster PostgreSQL, or where and how to reach an external one. */
 function parseDatabase(r: Readers, isSecret: (key: string) => boolean): StackConfig["database"] {

@@ -24,6 +24,17 @@ export interface NetworkPoliciesArgs {
     /** The restore Jobs' pods. */
     readonly restore: { readonly podSelector: PodSelector };
     /**
+     * The CronJob keeping the model servers' users' grants (database only).
+     * @default undefined: no model servers
+     */
+    readonly servingGrants?: { readonly podSelector: PodSelector };
+    /**
+     * The model servers: their pods and the port clients reach. They download their model from the
+     * tracking server and reach nothing else.
+     * @default []
+     */
+    readonly modelServers?: ReadonlyArray<{ readonly name: string; readonly podSelector: PodSelector; readonly port: number }>;
+    /**
      * S3 endpoint override (an emulator such as MinIO or moto); its port is opened for egress
      * from the server.
      * @default undefined: AWS over HTTPS (443), which is always open
@@ -134,7 +145,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
             to: POD_IDENTITY_AGENT.cidrs.map((cidr) => ({ ipBlock: { cidr } })),
             ports: [tcp(POD_IDENTITY_AGENT.port)],
         }] : [])];
-        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore];
+        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore, ...(args.servingGrants ? [args.servingGrants] : [])];
 
         const postgres = !("podSelector" in db) ? [] : [new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
             metadata: metadata("postgres-network-policy"),
@@ -191,6 +202,30 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 },
             }, child));
 
+        // The serving grants CronJob: the database only.
+        const grants = args.servingGrants === undefined ? [] : [new k8s.networking.v1.NetworkPolicy(`${name}-serving-grants`, {
+            metadata: metadata("serving-grants-network-policy"),
+            spec: {
+                podSelector: { matchLabels: { ...args.servingGrants.podSelector } },
+                policyTypes: ["Ingress", "Egress"],
+                ingress: [],
+                egress: [dns, toPostgres],
+            },
+        }, child)];
+
+        // Model servers: scoring requests from pods anywhere in the cluster (no credentials are asked
+        // for: the Service is in-cluster only); the model comes from the tracking server.
+        const toTrackingServer: EgressRule = { to: [pods(args.trackingServer.podSelector)], ports: [tcp(args.trackingServer.port)] };
+        const models = (args.modelServers ?? []).map((m) => new k8s.networking.v1.NetworkPolicy(`${name}-model-${m.name}`, {
+            metadata: metadata(`model-${m.name}-network-policy`),
+            spec: {
+                podSelector: { matchLabels: { ...m.podSelector } },
+                policyTypes: ["Ingress", "Egress"],
+                ingress: [{ from: [{ namespaceSelector: {} }], ports: [tcp(m.port)] }],
+                egress: [dns, toTrackingServer],
+            },
+        }, child));
+
         const defaultDeny = new k8s.networking.v1.NetworkPolicy(`${name}-default-deny`, {
             metadata: metadata("default-deny-network-policy"),
             spec: {
@@ -199,9 +234,9 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 ingress: [],
                 egress: [],
             },
-        }, { ...child, dependsOn: [...postgres, server, ...jobs] });
+        }, { ...child, dependsOn: [...postgres, server, ...jobs, ...grants, ...models] });
 
-        this.policyNames = pulumi.all([...postgres, server, ...jobs, defaultDeny].map((p) => p.metadata.name));
+        this.policyNames = pulumi.all([...postgres, server, ...jobs, ...grants, ...models, defaultDeny].map((p) => p.metadata.name));
         this.registerOutputs({ policyNames: this.policyNames });
     }
 }

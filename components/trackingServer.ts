@@ -8,6 +8,7 @@ import {
     AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
     allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
 } from "./mlflowSettings";
+import { SERVING_SECRET_KEYS, ServingUser } from "./modelServer";
 import { DatabaseConnection, databaseCaMounts, databaseCaVolumes, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
@@ -106,7 +107,15 @@ export interface MlflowTrackingServerArgs {
      * @default []
      */
     readonly corsAllowedOrigins?: readonly string[];
+    /**
+     * The model servers' MLflow users: created by the migration Job, their grants kept by a CronJob.
+     * @default []: no model servers, no CronJob
+     */
+    readonly servingUsers?: readonly ServingUser[];
 }
+
+/** Minutes between two runs of the CronJob that follows the served models' aliases into their experiments. */
+export const SERVING_GRANTS_INTERVAL_MINUTES = 5;
 
 /**
  * The MLflow tracking server: its Secrets, the schema migration Job (run to completion before
@@ -131,6 +140,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
     public readonly podSelector: Readonly<Record<string, string>>;
     /** Labels that select the migration Job's pods (for NetworkPolicies). */
     public readonly migrationPodSelector: Readonly<Record<string, string>>;
+    /** Labels that select the serving grants CronJob's pods (for NetworkPolicies). */
+    public readonly servingGrantsPodSelector: Readonly<Record<string, string>>;
     /** Port the server listens on inside its pods. */
     public readonly containerPort: number = CONTAINER_PORT;
 
@@ -142,6 +153,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const selector = selectorLabels(name, component);
         this.podSelector = selector;
         this.migrationPodSelector = selectorLabels(name, "db-migration");
+        this.servingGrantsPodSelector = selectorLabels(name, "serving-grants");
 
         // --- Secrets -------------------------------------------------------------------------
         const s3Secret = s3CredentialsSecret(`${name}-s3-credentials`, meta, args.s3, child);
@@ -223,6 +235,18 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const tmpMount = { name: "tmp", mountPath: "/tmp" };
         const scriptsVolume = { name: "scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } };
 
+        // The model servers' users: which, for which model, and their passwords by reference.
+        const servingUsers = args.servingUsers ?? [];
+        const servingEnv: k8s.types.input.core.v1.EnvVar[] = servingUsers.length === 0 ? [] : [
+            {
+                name: "SERVED_MODELS",
+                value: JSON.stringify(servingUsers.map((u, i) => ({
+                    user: u.user, model: u.registeredModel, ...u.reference, passwordEnv: `SERVING_PASSWORD_${i}`,
+                }))),
+            },
+            ...servingUsers.map((u, i) => secretEnv(`SERVING_PASSWORD_${i}`, u.secretName, SERVING_SECRET_KEYS.password)),
+        ];
+
         // --- Schema migration ----------------------------------------------------------------
         // The server refuses a database at an older schema, and concurrent first starts of many
         // workers race on it: migrate once, to completion, before any server pod starts. A new
@@ -257,6 +281,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                                 ...databaseEnv,
                                 { name: "MLFLOW_AUTH_ADMIN_USERNAME", value: args.adminUsername },
                                 secretEnv("MLFLOW_AUTH_ADMIN_PASSWORD", serverSecret.metadata.name, SERVER_SECRET_KEYS.adminPassword),
+                                ...servingEnv,
                             ],
                             volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }, ...databaseCaMounts(args.database)],
                         }],
@@ -265,6 +290,47 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                 },
             },
         }, { ...child, customTimeouts: { create: MIGRATION_TIMEOUT, update: MIGRATION_TIMEOUT } });
+
+        // --- Serving grants --------------------------------------------------------------------
+        // An alias may move to a version logged in another experiment, whose files the model's user
+        // may not read yet: this follows it (serving.py), between two updates of the stack.
+        if (servingUsers.length > 0) {
+            const grantsLabels = labels(name, "serving-grants", MLFLOW_VERSION);
+            new k8s.batch.v1.CronJob(`${name}-serving-grants`, {
+                metadata: { ...meta, labels: grantsLabels, name: `${name}-serving-grants` },
+                spec: {
+                    schedule: `*/${SERVING_GRANTS_INTERVAL_MINUTES} * * * *`,
+                    timeZone: "Etc/UTC",
+                    concurrencyPolicy: "Forbid",
+                    startingDeadlineSeconds: 120,
+                    successfulJobsHistoryLimit: 1,
+                    failedJobsHistoryLimit: 3,
+                    jobTemplate: {
+                        metadata: { labels: grantsLabels },
+                        spec: {
+                            backoffLimit: 1,
+                            activeDeadlineSeconds: 600,
+                            template: {
+                                metadata: { labels: grantsLabels },
+                                spec: {
+                                    ...podSpecBase,
+                                    restartPolicy: "Never",
+                                    containers: [{
+                                        ...container,
+                                        name: "serving-grants",
+                                        command: ["python"],
+                                        args: db.apply((u) => [`${SCRIPTS_MOUNT}/serving.py`, u.tracking, u.auth]),
+                                        env: [...databaseEnv, ...servingEnv],
+                                        volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }, ...databaseCaMounts(args.database)],
+                                    }],
+                                    volumes: [tmpVolume, scriptsVolume, ...databaseCaVolumes(args.database)],
+                                },
+                            },
+                        },
+                    },
+                },
+            }, { ...child, dependsOn: [migration] });
+        }
 
         // --- Server --------------------------------------------------------------------------
         const args_ = pulumi.all([db, args.artifactsDestination, args.namespace]).apply(([uris, destination, ns]) => serverArgs({

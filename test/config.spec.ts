@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, PROJECT, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
+import { ConfigError, PROJECT, STRUCTURED_KEYS, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
 import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
 import { expectRejected as expectRejectedBy } from "./support/configErrors";
 
@@ -42,7 +42,17 @@ describe("config", () => {
                 read.add(key);
                 return stackConfig("minikube")[`${PROJECT}:${key}`];
             });
-            expect([...read].sort()).to.deep.equal(Object.keys(schema).sort());
+            const structured = [...read].filter((k) => STRUCTURED_KEYS.includes(k));
+            expect(structured.sort(), "structured keys are read too").to.deep.equal([...STRUCTURED_KEYS].sort());
+            expect([...read].filter((k) => !STRUCTURED_KEYS.includes(k)).sort()).to.deep.equal(Object.keys(schema).sort());
+        });
+
+        it("documents each structured key in a comment of Pulumi.yaml, which cannot declare a list of objects", () => {
+            const text = fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8");
+            for (const key of STRUCTURED_KEYS) {
+                expect(text, key).to.match(new RegExp(`^# {2}${key}:`, "m"));
+                expect(Object.keys(schema), `${key} must not be declared: the CLI would refuse its value`).to.not.include(key);
+            }
         });
 
         it("is documented in the README with the same types and defaults", () => {

@@ -7,7 +7,8 @@ stack, in one interpreter (importing MLflow costs seconds; three processes would
 2. the auth schema: what `python -m mlflow.server.auth db upgrade --url <uri>` runs;
 3. the admin: the configured name (MLFLOW_AUTH_ADMIN_USERNAME), the password of the stack's Secret
    (MLFLOW_AUTH_ADMIN_PASSWORD), the admin flag; created when missing. Other admin users are left as
-   they are and listed: a renamed admin keeps its old account until someone removes it on purpose.
+   they are and listed: a renamed admin keeps its old account until someone removes it on purpose;
+4. the model servers' users and grants (serving.py, next to this file), when SERVED_MODELS lists any.
 
 The database login comes from PGUSER/PGPASSWORD. Every step is idempotent.
 """
@@ -54,6 +55,10 @@ def main():
     step("tracking schema", lambda: tracking_upgrade.callback(tracking_uri))
     step("auth schema", lambda: auth_upgrade.callback(url=auth_uri, revision="head"))
     step("admin user", lambda: sync_admin(auth_uri))
+    if os.environ.get("SERVED_MODELS", "[]") != "[]":
+        import serving
+
+        step("model servers' users", lambda: serving.sync(tracking_uri, auth_uri))
 
 
 if __name__ == "__main__":
