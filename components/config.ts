@@ -620,7 +620,9 @@ export function parseServedModels(value: string | undefined, fail: (key: string,
         }
         const workers = int("workers", 1, 16);
         const quantity = (field: "cpuRequest" | "cpuLimit" | "memoryRequest" | "memoryLimit"): string => {
-            const v = entry[field] ?? SERVED_MODEL_DEFAULTS[field];
+            const raw = entry[field] ?? SERVED_MODEL_DEFAULTS[field];
+            // `pulumi config set --path` and YAML turn a whole number of cores into a number.
+            const v = typeof raw === "number" && field.startsWith("cpu") && Number.isFinite(raw) ? String(raw) : raw;
             const kind = field.startsWith("cpu") ? "CPU quantity such as 500m or 2" : "memory quantity such as 512Mi or 2Gi";
             if (typeof v !== "string" || !(parseQuantity(v) > 0)) {
                 fail(`${label}.${field}`, v, `a positive Kubernetes ${kind}`);

@@ -62,7 +62,10 @@ describe("config", () => {
             for (const m of readme.matchAll(/^\| `(\w+)` \| (\w+) \| ([^|]+) \|/gm)) {
                 rows.set(m[1]!, { type: m[2]!, def: m[3]!.trim() });
             }
-            expect([...rows.keys()].sort()).to.deep.equal(Object.keys(schema).sort());
+            expect([...rows.keys()].sort()).to.deep.equal([...Object.keys(schema), ...STRUCTURED_KEYS].sort());
+            for (const key of STRUCTURED_KEYS) {
+                expect(rows.get(key), key).to.deep.equal({ type: "list", def: "`[]`" });
+            }
             for (const [key, spec] of Object.entries(schema)) {
                 expect(rows.get(key)!.type, key).to.equal(spec.type);
                 const documented = spec.default === undefined ? "*(required)*" : `\`${spec.default === "" ? '""' : String(spec.default)}\``;
@@ -168,7 +171,7 @@ describe("config", () => {
             ["pools larger than max_connections", { mlflowDbPoolSize: "20" }, "mlflowDbPoolSize", /x 160 connections per worker \(4 engines of pool 20 \+ overflow 36, at most 2 per request in flight\) = 320 exceeds .*postgresMaxConnections/],
             ["a PostgreSQL memory limit too small for max_connections", { postgresMaxConnections: "1000", postgresMemoryLimit: "2Gi" }, "postgresMemoryLimit", /at least 3419Mi for mlflow-k8s:postgresMaxConnections 1000/],
             ["more workers than CPU cores", { mlflowWorkers: "3", postgresMaxConnections: "310", postgresMemoryLimit: "2Gi" }, "mlflowWorkers", /at most 2, the cores of mlflow-k8s:mlflowCpuLimit/],
-            ["a memory limit below the measured peak", { mlflowMemoryLimit: "1Gi" }, "mlflowMemoryLimit", /at least 1078Mi for 2 worker\(s\): measured peak 808Mi plus 25% headroom/],
+            ["a memory limit below the measured peak", { mlflowMemoryLimit: "1Gi" }, "mlflowMemoryLimit", /at least 1558Mi for 2 worker\(s\): measured peak 1168Mi plus 25% headroom/],
             ["an auth cache TTL over five minutes", { mlflowAuthCacheTtlSeconds: "3600" }, "mlflowAuthCacheTtlSeconds", /integer from 0 to 300/],
             ["an admin user name with spaces", { mlflowAdminUsername: "the admin" }, "mlflowAdminUsername", /user name/],
             ["an ingress host that is not a DNS name", { ingressHost: "mlflow_ui" }, "ingressHost", /DNS name/],

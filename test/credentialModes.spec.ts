@@ -55,10 +55,10 @@ describe("AWS credential modes", () => {
             const secret = rotated.one("kubernetes:core/v1:Secret", /^mlflow-s3-credentials$/);
             expect(secret.inputs.stringData.AWS_ACCESS_KEY_ID).to.equal(key.id);
             expect(secret.dependencies).to.include(key.urn);
-            const deployment = rotated.one("kubernetes:apps/v1:Deployment");
+            const deployment = rotated.one("kubernetes:apps/v1:Deployment", /^mlflow-deployment$/);
             expect(envOf(deployment.inputs.spec.template.spec.containers[0]).AWS_ACCESS_KEY_ID.valueFrom.secretKeyRef.name).to.equal(secret.state.metadata.name);
             expect(deployment.dependencies).to.include(secret.urn);
-            const checksum = (r: ProgramRun) => r.one("kubernetes:apps/v1:Deployment").inputs.spec.template.metadata.annotations["checksum/config"];
+            const checksum = (r: ProgramRun) => r.one("kubernetes:apps/v1:Deployment", /^mlflow-deployment$/).inputs.spec.template.metadata.annotations["checksum/config"];
             expect(checksum(rotated), "the pod template changes: a rollout, awaited by Pulumi").to.not.equal(checksum(keys));
         });
 

@@ -242,7 +242,7 @@ describe("external PostgreSQL", () => {
     describe("preview", () => {
         it("knows every database setting of the server's pods before anything exists", async () => {
             const run = await runProgram("minikube", EXTERNAL, { preview: true });
-            const deployment = run.one("kubernetes:apps/v1:Deployment");
+            const deployment = run.one("kubernetes:apps/v1:Deployment", /^mlflow-deployment$/);
             const unknown = deployment.unknownPaths.filter((p) => /env|args|volumes/.test(p) && !/secretKeyRef|configMap\.name|checksum/.test(p));
             expect(unknown).to.deep.equal([]);
         });

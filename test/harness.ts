@@ -456,7 +456,7 @@ export function stackRun(stack: StackName): Promise<ProgramRun> {
 /**
  * Every optional setting turned away from the stack file at once, so one extra run covers the
  * variants the specs check (KMS, protection, storage, retention, emulator endpoint, autoscaling,
- * Ingress, default permission).
+ * Ingress, default permission, served models).
  */
 export const VARIANT = Object.freeze({
     bucketForceDestroy: false,
@@ -475,6 +475,12 @@ export const VARIANT = Object.freeze({
     ingressHost: "mlflow.example.com",
     ingressClassName: "nginx",
     ingressTlsSecretName: "mlflow-tls",
+    // One autoscaled model by alias on its own image, one fixed version on the MLflow image.
+    servedModels: JSON.stringify([
+        { name: "iris", model: "models:/iris@champion", minReplicas: 2, maxReplicas: 4, workers: 2, cpuLimit: "2", memoryLimit: "2Gi",
+            image: "registry.example.com/models/iris:1.4.2" },
+        { name: "churn", model: "models:/Churn Model/3" },
+    ]),
 });
 
 let variant: Promise<ProgramRun> | undefined;
@@ -483,4 +489,9 @@ let variant: Promise<ProgramRun> | undefined;
 export function variantRun(): Promise<ProgramRun> {
     variant ??= runProgram("minikube", VARIANT);
     return variant;
+}
+
+/** Names of the models a run serves (its `modelEndpoints` output). */
+export function servedModelNames(run: ProgramRun): string[] {
+    return Object.keys((run.outputs.modelEndpoints ?? {}) as object).sort();
 }

@@ -20,11 +20,13 @@ describe("NetworkPolicies", () => {
             let policies: any[];
             let server: PodEndpoint, migration: PodEndpoint, postgres: PodEndpoint, backup: PodEndpoint, restore: PodEndpoint;
             let stranger: PodEndpoint, otherNamespace: PodEndpoint, dns: PodEndpoint;
+            // The variant's served models and their grants CronJob; none on the shipped stacks.
+            let models: PodEndpoint[], grants: PodEndpoint[];
             const internet: Endpoint = { ip: "52.216.8.1" };
             before(async () => {
                 r = await renderedRun(label);
                 policies = r.objects.filter((o) => o.kind === "NetworkPolicy");
-                server = podsOf(r.objects, "Deployment");
+                server = podsOf(r.objects, "Deployment", /-tracking-server$/);
                 migration = podsOf(r.objects, "Job");
                 postgres = podsOf(r.objects, "StatefulSet");
                 backup = podsOf(r.objects, "CronJob", /backup$/);
@@ -32,10 +34,16 @@ describe("NetworkPolicies", () => {
                 stranger = { namespace: server.namespace, labels: { "app.kubernetes.io/name": "debug-shell" } };
                 otherNamespace = { namespace: "data-science", labels: { app: "notebook" } };
                 dns = { namespace: DNS_NAMESPACE, labels: { "k8s-app": "kube-dns" } };
+                models = r.objects.filter((o) => o.kind === "Deployment" && o.metadata.name.startsWith("mlflow-model-"))
+                    .map((o) => podsOf(r.objects, "Deployment", new RegExp(`^${o.metadata.name}$`)));
+                grants = r.objects.some((o) => o.kind === "CronJob" && /serving-grants$/.test(o.metadata.name))
+                    ? [podsOf(r.objects, "CronJob", /serving-grants$/)] : [];
+                expect(models.length, "the variant serves two models").to.equal(label === "variant" ? 2 : 0);
+                expect(grants.length).to.equal(models.length > 0 ? 1 : 0);
             });
 
-            it("creates six policies in the stack's namespace, children of one component using the stack's provider", () => {
-                expect(policies).to.have.length(6);
+            it("creates six policies in the stack's namespace, and one per served model and for their grants, children of one component using the stack's provider", () => {
+                expect(policies).to.have.length(6 + models.length + grants.length);
                 const recorded = r.run.ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy");
                 const component = r.run.one("mlflow-k8s:kubernetes:NetworkPolicies");
                 for (const np of recorded) {
@@ -56,15 +64,18 @@ describe("NetworkPolicies", () => {
             });
 
             it("gives each workload exactly one policy of its own besides the default deny", () => {
-                for (const pod of [server, migration, postgres, backup, restore]) {
+                for (const pod of [server, migration, postgres, backup, restore, ...models, ...grants]) {
                     const own = policies.filter((p) => Object.keys(p.spec.podSelector).length > 0 && selects(p.spec.podSelector, pod.labels));
                     expect(own, JSON.stringify(pod.labels)).to.have.length(1);
                 }
             });
 
-            it("lets only the tracking server, the migration Job, backups and restores reach PostgreSQL, on 5432 only", () => {
-                for (const client of [server, migration, backup, restore]) {
+            it("lets only the tracking server, the migration Job, backups, restores and the serving grants reach PostgreSQL, on 5432 only", () => {
+                for (const client of [server, migration, backup, restore, ...grants]) {
                     expect(connectionAllowed(r.objects, client, postgres, 5432), JSON.stringify(client.labels)).to.equal(true);
+                }
+                for (const model of models) {
+                    expect(connectionAllowed(r.objects, model, postgres, 5432), "a model server has no business with the database").to.equal(false);
                 }
                 expect(connectionAllowed(r.objects, server, postgres, 5433)).to.equal(false);
                 expect(connectionAllowed(r.objects, stranger, postgres, 5432)).to.equal(false);
@@ -79,7 +90,7 @@ describe("NetworkPolicies", () => {
             });
 
             it("opens the server's container port to pods anywhere in the cluster, and nothing else", () => {
-                const port = r.objects.find((o) => o.kind === "Deployment").spec.template.spec.containers[0].ports[0].containerPort;
+                const port = r.objects.find((o) => o.kind === "Deployment" && o.metadata.name.endsWith("-tracking-server")).spec.template.spec.containers[0].ports[0].containerPort;
                 expect(port).to.equal(5000);
                 expect(connectionAllowed(r.objects, otherNamespace, server, port)).to.equal(true);
                 expect(connectionAllowed(r.objects, stranger, server, port)).to.equal(false, "egress of an unlisted pod in the namespace is denied");
@@ -106,6 +117,28 @@ describe("NetworkPolicies", () => {
                     expect(connectionAllowed(r.objects, job, internet, 80), what).to.equal(false);
                     expect(connectionAllowed(r.objects, job, server, 5000), what).to.equal(false);
                     expect(connectionAllowed(r.objects, otherNamespace, job, 8080), what).to.equal(false);
+                }
+            });
+
+            it("opens each model server's scoring port to pods anywhere in the cluster, and lets it reach only DNS and the tracking server", () => {
+                for (const model of models) {
+                    const what = JSON.stringify(model.labels);
+                    expect(connectionAllowed(r.objects, otherNamespace, model, 8080), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, otherNamespace, model, 5000), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, internet, model, 8080), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, model, dns, 53, "UDP"), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, model, server, 5000), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, model, server, 8080), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, model, internet, 443), "the model comes through the tracking server, not from S3").to.equal(false);
+                    expect(connectionAllowed(r.objects, model, otherNamespace, 8080), what).to.equal(false);
+                    for (const other of models.filter((m) => m !== model)) {
+                        expect(connectionAllowed(r.objects, model, other, 8080), "model servers do not call each other").to.equal(false);
+                    }
+                }
+                for (const job of grants) {
+                    expect(connectionAllowed(r.objects, job, internet, 443), "grants are kept in the database alone").to.equal(false);
+                    expect(connectionAllowed(r.objects, job, server, 5000)).to.equal(false);
+                    expect(connectionAllowed(r.objects, otherNamespace, job, 8080)).to.equal(false);
                 }
             });
 

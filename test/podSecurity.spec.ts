@@ -3,15 +3,24 @@ import { describe as describeFindings, rulesOf } from "../policy/checks/findings
 import {
     HARDENING_RULES, hardeningFindings, isPinnedImage, podTemplates, RESTRICTED_RULES, restrictedFindings, workloadFindings,
 } from "../policy/checks/podSecurity";
+import { servedModelNames } from "./harness";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
 describe("Pod Security Standards restricted and hardening", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, backups and restores", async () => {
-                const { objects } = await renderedRun(label);
+            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, backups, restores, model servers and their grants", async () => {
+                const { objects, run } = await renderedRun(label);
                 const templates = objects.flatMap((o) => podTemplates(o).map((t) => ({ ...t, name: o.metadata.name })));
-                expect(templates.map((t) => t.kind).sort()).to.deep.equal(["CronJob", "CronJob", "Deployment", "Job", "StatefulSet"]);
+                // Each served model adds a Deployment; having any adds the grants CronJob.
+                const served = servedModelNames(run).length;
+                expect(served, "the variant serves models").to.equal(label === "variant" ? 2 : 0);
+                const expected = ["CronJob", "CronJob", ...(served > 0 ? ["CronJob"] : []), ...Array(1 + served).fill("Deployment"), "Job", "StatefulSet"];
+                expect(templates.map((t) => t.kind).sort()).to.deep.equal(expected);
+                for (const model of templates.filter((t) => t.name.startsWith("mlflow-model-"))) {
+                    expect(model.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["download"]);
+                    expect(model.spec.containers.map((c: any) => c.name)).to.deep.equal(["serve"]);
+                }
                 const job = templates.find((t) => t.kind === "Job")!;
                 expect(job.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["backup-dump", "backup-upload"]);
                 expect(job.spec.containers.map((c: any) => c.name)).to.deep.equal(["migrate"]);

@@ -6,7 +6,7 @@
  */
 import { expect } from "chai";
 import * as path from "path";
-import { ProgramRun, STACKS, runProgram, stackRun } from "./harness";
+import { ProgramRun, STACKS, VARIANT, runProgram, stackRun, variantRun } from "./harness";
 
 /** Resources whose inputs differ between a preview and an update of the same configuration. */
 function previewDiffs(update: ProgramRun, preview: ProgramRun): string[] {
@@ -28,10 +28,11 @@ function previewDiffs(update: ProgramRun, preview: ProgramRun): string[] {
 }
 
 describe("preview of an unchanged stack", () => {
-    for (const stack of STACKS) {
+    // The shipped stacks, and the variant for every optional object (model servers included).
+    for (const stack of [...STACKS, "variant"] as const) {
         it(`${stack}: knows every input it knows in an update, so the engine sees no change`, async () => {
-            const update = await stackRun(stack);
-            const preview = await runProgram(stack, {}, { preview: true });
+            const update = await (stack === "variant" ? variantRun() : stackRun(stack));
+            const preview = await (stack === "variant" ? runProgram("minikube", VARIANT, { preview: true }) : runProgram(stack, {}, { preview: true }));
             expect(preview.preview).to.equal(true);
             expect(preview.resources.length).to.equal(update.resources.length);
             const diffs = previewDiffs(update, preview);

@@ -92,7 +92,7 @@ describe("the whole program", () => {
 
     it("scales dev out: two or more replicas, a PodDisruptionBudget and an autoscaler", async () => {
         const dev = await stackRun("dev");
-        const deployment = dev.one("kubernetes:apps/v1:Deployment").inputs;
+        const deployment = dev.one("kubernetes:apps/v1:Deployment", /^mlflow-deployment$/).inputs;
         const hpa = dev.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs;
         expect(hpa.spec.minReplicas).to.be.at.least(2);
         expect(hpa.spec.maxReplicas).to.equal(4);
@@ -108,7 +108,7 @@ describe("the whole program", () => {
         const endpoints = JSON.parse(aws.endpoints);
         expect(endpoints).to.deep.equal([{ s3: "http://127.0.0.1:5000", iam: "http://127.0.0.1:5000", sts: "http://127.0.0.1:5000" }]);
         expect(aws.s3UsePathStyle).to.equal("true");
-        const env = local.one("kubernetes:apps/v1:Deployment").inputs.spec.template.spec.containers[0].env;
+        const env = local.one("kubernetes:apps/v1:Deployment", /^mlflow-deployment$/).inputs.spec.template.spec.containers[0].env;
         expect(env).to.deep.include({ name: "MLFLOW_S3_ENDPOINT_URL", value: "http://127.0.0.1:5000" });
     });
 

@@ -5,6 +5,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { isKubernetesObject } from "../policy/checks/resources";
 import { REDACTED, writeRender } from "../scripts/render";
+import { servedModelNames } from "./harness";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
 /** Paths of null or undefined values, which a YAML file would print as `null`. */
@@ -25,9 +26,11 @@ describe("render", () => {
             let files: string[];
             let credentials: readonly string[];
             let expected: number;
+            let servedModels: number;
             before(async () => {
                 const r = await renderedRun(label);
                 credentials = r.run.credentials;
+                servedModels = servedModelNames(r.run).length;
                 expected = r.run.resources.filter((x) => isKubernetesObject(x.type)).length;
                 dir = fs.mkdtempSync(path.join(os.tmpdir(), "render-"));
                 fs.writeFileSync(path.join(dir, "99-stale-object.yaml"), "kind: Stale\n");
@@ -76,8 +79,8 @@ describe("render", () => {
                         }
                     }
                 }
-                // Postgres credentials, the server's S3 key and secrets, the backups' S3 key.
-                expect(secrets).to.equal(4);
+                // Postgres credentials, the server's S3 key and secrets, the backups' S3 key; each served model's login.
+                expect(secrets).to.equal(4 + servedModels);
             });
 
             it("summarises the AWS resources with their key settings and the controls they pass", () => {

@@ -5,7 +5,7 @@
  * fields of the data holders are diffed against the providers' tables (test/support/replaceOnly.ts).
  */
 import { expect } from "chai";
-import { PROJECT } from "../components/config";
+import { PROJECT, STRUCTURED_KEYS } from "../components/config";
 import { dataIdentityProblems } from "../components/dataGuard";
 import * as versions from "../components/versions";
 import { ProgramRun, RunOptions, projectSchema, runProgram, stackRun } from "./harness";
@@ -73,7 +73,7 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     postgresMemoryLimit: [{ postgresMemoryLimit: "64Gi" }],
     mlflowReplicas: [{ mlflowReplicas: 4, postgresMaxConnections: 810, postgresMemoryLimit: "3Gi" }],
     mlflowMaxReplicas: [{ mlflowMaxReplicas: 4, postgresMaxConnections: 810, postgresMemoryLimit: "3Gi" }],
-    mlflowWorkers: [{ mlflowWorkers: 1 }, { mlflowWorkers: 4, mlflowCpuLimit: "4", mlflowMemoryLimit: "2Gi", postgresMaxConnections: 410, postgresMemoryLimit: "2Gi" }],
+    mlflowWorkers: [{ mlflowWorkers: 1 }, { mlflowWorkers: 4, mlflowCpuLimit: "4", mlflowMemoryLimit: "3Gi", postgresMaxConnections: 410, postgresMemoryLimit: "2Gi" }],
     mlflowDbPoolSize: [{ mlflowDbPoolSize: 1 }, { mlflowDbPoolSize: 20, postgresMaxConnections: 330, postgresMemoryLimit: "2Gi" }],
     mlflowDbMaxOverflow: [{ mlflowDbMaxOverflow: 0 }, { mlflowDbMaxOverflow: 100 }],
     mlflowCpuRequest: [{ mlflowCpuRequest: "1m" }],
@@ -93,6 +93,10 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     ingressControllerNamespace: [{ ingressHost: "mlflow.example.com", ingressControllerNamespace: "traefik" }],
     ingressSourceRanges: [{ ingressSourceRanges: "10.0.0.0/16,fd00::/8" }],
     nodeLocalDnsAddress: [{ nodeLocalDnsAddress: "" }, { nodeLocalDnsAddress: "169.254.25.10" }],
+    servedModels: [
+        { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris@champion" }]) },
+        { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris/7", minReplicas: 2, maxReplicas: 5 }, { name: "churn", model: "models:/churn@prod" }]) },
+    ],
 };
 
 /** Bumps of the pinned versions in components/versions.ts, each with the values derived from it. */
@@ -155,7 +159,7 @@ describe("replacement guard: no config or version change replaces what holds dat
 
     it("has a change for every config key and a bump for every pinned version", () => {
         const keys = new Set([...Object.keys(CONFIG_CHANGES), ...Object.keys(EXTERNAL_CONFIG_CHANGES)]);
-        expect([...keys].sort()).to.deep.equal(Object.keys(projectSchema()).sort());
+        expect([...keys].sort()).to.deep.equal([...Object.keys(projectSchema()), ...STRUCTURED_KEYS].sort());
         const pinned = Object.keys(versions).filter((k) => k.endsWith("_VERSION"));
         expect(Object.keys(VERSION_BUMPS).sort()).to.deep.equal(pinned.sort());
     });

@@ -1,16 +1,17 @@
 import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
-import type { RecordedResource } from "./harness";
+import { RecordedResource, servedModelNames } from "./harness";
 import { credentialLeaks, HygieneInput } from "./support/secretsHygiene";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
 describe("secrets hygiene", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("generates the credentials it hunts for: five passwords and two access keys", async () => {
+            it("generates the credentials it hunts for: passwords and access keys, one more password per served model", async () => {
                 const { run } = await renderedRun(label);
-                expect(run.credentials).to.have.length(9);
-                expect(new Set(run.credentials).size).to.equal(9);
+                const expected = 9 + servedModelNames(run).length;
+                expect(run.credentials).to.have.length(expected);
+                expect(new Set(run.credentials).size).to.equal(expected);
             });
 
             it("leaks no credential into a non-Secret object, env literal, ConfigMap, component args or plain output", async () => {

@@ -32,6 +32,13 @@ describe("servedModels config", () => {
         expect(models[1]).to.deep.include({ registeredModel: "Churn Model", reference: { version: 3 }, minReplicas: 2, maxReplicas: 6, workers: 2 });
     });
 
+    it("takes a whole number of cores as a number, as `pulumi config set --path` stores it", () => {
+        const { models, problems } = parse([{ ...IRIS, cpuRequest: 1, cpuLimit: 2, workers: 2 }]);
+        expect(problems).to.deep.equal([]);
+        expect(models[0]!.resources).to.include({ cpuRequest: "1", cpuLimit: "2" });
+        expect(parse([{ ...IRIS, memoryLimit: 2 }]).problems.join("\n"), "a memory quantity needs its unit").to.match(/\.memoryLimit = 2: a positive Kubernetes memory quantity/);
+    });
+
     const refused: ReadonlyArray<[string, unknown, RegExp]> = [
         ["a list that is not one", { iris: "models:/iris@champion" }, /servedModels = .*a list of models/],
         ["an entry that is not an object", ["iris"], /servedModels\[0\] = "iris": an object/],

@@ -7,6 +7,8 @@ import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
 import { ProgramRun, runProgram, stackRun, variantRun } from "./harness";
 
 const DEPLOYMENT = "kubernetes:apps/v1:Deployment";
+/** The tracking server's Deployment, by resource name: the variant run also has model servers'. */
+const SERVER_DEPLOYMENT = /^mlflow-deployment$/;
 const JOB = "kubernetes:batch/v1:Job";
 
 /** Value of a `--flag value` pair in an argument list. */
@@ -22,7 +24,7 @@ describe("MlflowTrackingServer", () => {
     let env: Record<string, any>;
     before(async () => {
         run = await stackRun("minikube");
-        pod = run.one(DEPLOYMENT).inputs.spec.template.spec;
+        pod = run.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec;
         server = pod.containers[0];
         env = Object.fromEntries(server.env.map((e: any) => [e.name, e]));
     });
@@ -115,12 +117,12 @@ describe("MlflowTrackingServer", () => {
         });
 
         it("uses replicas, workers, pool sizes and resources from config", () => {
-            expect(run.one(DEPLOYMENT).inputs.spec.replicas).to.equal(1);
+            expect(run.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.replicas).to.equal(1);
             expect(flag(server.args, "--workers")).to.equal("2");
             expect(env.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE.value).to.equal("5");
             expect(env.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW.value).to.equal("36");
             expect(server.resources).to.deep.include({ requests: { cpu: "100m", memory: "768Mi", "ephemeral-storage": "512Mi" } });
-            expect(server.resources.limits).to.include({ cpu: "2", memory: "1280Mi" });
+            expect(server.resources.limits).to.include({ cpu: "2", memory: "1664Mi" });
         });
 
         it("keeps MLflow's job runner off: eight processes and 1.4 GiB per pod, and periodic tasks on every replica", () => {
@@ -180,13 +182,14 @@ describe("MlflowTrackingServer", () => {
         });
 
         it("rolls when a Secret or the config changes", async () => {
-            const before = run.one(DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
+            const before = run.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
             expect(before).to.match(/^[0-9a-f]{64}$/);
             const changed = await variantRun();
-            const after = changed.one(DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
+            const after = changed.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"];
             expect(after).to.not.equal(before);
-            expect(changed.one(DEPLOYMENT).inputs.spec.replicas, "the autoscaler owns replicas").to.equal(undefined);
-            expect(changed.ofType("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")).to.have.length(1);
+            expect(changed.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.replicas, "the autoscaler owns replicas").to.equal(undefined);
+            expect(changed.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", /^mlflow-hpa$/).inputs.spec.scaleTargetRef.name)
+                .to.equal(changed.one(DEPLOYMENT, SERVER_DEPLOYMENT).state.metadata.name);
         });
     });
 
@@ -249,7 +252,7 @@ describe("MlflowTrackingServer", () => {
         });
 
         it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready", () => {
-            expect(run.one(DEPLOYMENT).dependencies).to.include(run.one(JOB).urn);
+            expect(run.one(DEPLOYMENT, SERVER_DEPLOYMENT).dependencies).to.include(run.one(JOB).urn);
             expect(run.one(JOB).dependencies).to.include(run.one("kubernetes:apps/v1:StatefulSet").urn);
         });
     });
@@ -257,7 +260,7 @@ describe("MlflowTrackingServer", () => {
     describe("Service", () => {
         it("is mlflow-service, port 80 to the container port, selecting exactly the server's pods", () => {
             const svc = run.one("kubernetes:core/v1:Service", /^mlflow-service$/).inputs;
-            const deployment = run.one(DEPLOYMENT).inputs;
+            const deployment = run.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs;
             expect(svc.metadata.name).to.equal("mlflow-service");
             expect(svc.spec.ports).to.deep.equal([{ name: "http", port: 80, targetPort: "http", protocol: "TCP" }]);
             expect(svc.spec.selector).to.deep.equal(deployment.spec.selector.matchLabels);
@@ -279,10 +282,10 @@ describe("MlflowTrackingServer", () => {
         it("lets browsers on the Ingress's origin, and on configured origins, write through the API", async () => {
             expect(server.args, "no Ingress: localhost origins only, MLflow's default").to.not.include("--cors-allowed-origins");
             const tls = await runProgram("minikube", { ingressHost: "mlflow.example.com", ingressTlsSecretName: "tls", corsAllowedOrigins: "https://notebooks.example.com" });
-            const args = tls.one(DEPLOYMENT).inputs.spec.template.spec.containers[0].args;
+            const args = tls.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0].args;
             expect(flag(args, "--cors-allowed-origins")).to.equal("https://mlflow.example.com,https://notebooks.example.com");
             const plain = await runProgram("minikube", { ingressHost: "mlflow.example.com" });
-            expect(flag(plain.one(DEPLOYMENT).inputs.spec.template.spec.containers[0].args, "--cors-allowed-origins")).to.equal("http://mlflow.example.com");
+            expect(flag(plain.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0].args, "--cors-allowed-origins")).to.equal("http://mlflow.example.com");
         });
 
         it("adds an Ingress for the configured host, allowed by the Host check", async () => {
@@ -292,7 +295,7 @@ describe("MlflowTrackingServer", () => {
             expect(ing.spec.tls).to.deep.equal([{ hosts: ["mlflow.example.com"], secretName: "mlflow-tls" }]);
             expect(ing.spec.rules[0].host).to.equal("mlflow.example.com");
             expect(ing.spec.rules[0].http.paths[0].backend.service).to.deep.equal({ name: "mlflow-service", port: { name: "http" } });
-            const args = withIngress.one(DEPLOYMENT).inputs.spec.template.spec.containers[0].args;
+            const args = withIngress.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0].args;
             expect(flag(args, "--allowed-hosts")!.split(",")).to.include("mlflow.example.com");
             expect(withIngress.outputs.ingressUrl).to.equal("https://mlflow.example.com");
         });
