@@ -467,6 +467,7 @@ export const VARIANT = Object.freeze({
     postgresVolumeRetention: "Retain",
     awsEndpoint: "http://127.0.0.1:5000",
     mlflowDefaultPermission: "EDIT",
+    mlflowReplicas: 2,
     mlflowMaxReplicas: 3,
     // Room for three replicas' pools: 3 x 2 workers x 4 engines x (5 + 10), and PostgreSQL's memory for them.
     mlflowDbMaxOverflow: 10,
