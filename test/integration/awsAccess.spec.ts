@@ -8,7 +8,7 @@ import { expect } from "chai";
 import * as crypto from "crypto";
 import * as path from "path";
 import { ROOT } from "../harness";
-import { Ingress, startIngress } from "./lib/ingress";
+import { ENDPOINT_LAG_MS, Ingress, startIngress } from "./lib/ingress";
 import { call } from "./lib/load";
 import { CACHE, Platform, phase, printPhases } from "./lib/platform";
 import { setPidFile, stopAll } from "./lib/processes";
@@ -17,8 +17,6 @@ import { TYPES } from "./lib/rendered";
 const RUN = path.join(CACHE, "run-aws");
 const REGION = "us-east-1";
 const SERVICE_HOST = "mlflow-service";
-/** How long an endpoint's removal takes to reach the proxies here (kube-proxy and Ingress controllers take about as long). */
-const ENDPOINT_LAG_MS = 2000;
 
 describe("contract: AWS access of the minikube stack: SSE-KMS, and access keys rotated with no failed call", function () {
     this.timeout(900000);
@@ -115,7 +113,7 @@ describe("contract: AWS access of the minikube stack: SSE-KMS, and access keys r
                 // endpoint's removal reaches every proxy, which here takes ENDPOINT_LAG_MS; requests
                 // still arrive at the old pod meanwhile.
                 const t0 = Date.now();
-                const stopping = p.stopServer(pod);
+                const stopping = p.stopPod(pod);
                 await new Promise((r) => setTimeout(r, ENDPOINT_LAG_MS));
                 alive = alive.filter((x) => x !== pod);
                 ingress.setBackends(alive.map((x) => x.port));

@@ -10,6 +10,9 @@ Subcommands read one JSON document on stdin and print one JSON document on stdou
              registered models with versions and aliases, users and their permissions
   inventory  all of those records read back through the API, in a canonical form to compare
   backup-probe  what the backup identity's access key can and cannot do
+  serving-train    scikit-learn models registered as the admin, for the served-model tests
+  serving-rollout  another version of a served model, in an experiment of its own, the alias moved to it
+  serving-probe    what a model server's MLflow user can and cannot do
 
 boto3 and MLflow come from the venv that mirrors the MLflow image (scripts/integration/setup.sh).
 """
@@ -18,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -730,6 +734,178 @@ def object_encryption(doc):
     return out
 
 
+# --- served models: what a model server's MLflow user may read, download and change -------------
+
+# Flowers of every class: the rows each served model is asked about.
+IRIS_ROWS = [0, 20, 40, 55, 70, 85, 105, 120, 135, 149]
+
+
+def iris():
+    """The iris data set (shipped with scikit-learn), and the rows to predict."""
+    from sklearn.datasets import load_iris
+
+    data = load_iris(as_frame=True)
+    return data.data, data.target, data.data.iloc[IRIS_ROWS]
+
+
+def log_sklearn(model, experiment_id, run_name, registered_model, rows):
+    """Logs a fitted model with its signature (from two rows) and registers it; returns the version."""
+    import mlflow
+    import mlflow.sklearn
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=registered_model, input_example=rows.head(2))
+    client = mlflow.MlflowClient()
+    version = info.registered_model_version
+    location = client.get_model_version_download_uri(registered_model, version)
+    return {
+        "runId": run.info.run_id, "runArtifacts": run.info.artifact_uri.removeprefix("mlflow-artifacts:/"),
+        "version": str(version), "modelId": info.model_id,
+        # The version's files behind the server's artifact proxy: mlflow-artifacts:/<experiment id>/...
+        "files": location.removeprefix("mlflow-artifacts:/"),
+        "predictions": model.predict(rows).tolist(),
+    }
+
+
+def serving_train(doc):
+    """As the admin: a logistic regression on iris in experiment A, registered and given the alias
+    the served model names; another model in experiment B, registered under another name."""
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+
+    X, y, rows = iris()
+    client = MlflowClient()
+    a = client.create_experiment(doc["experiments"]["a"])
+    b = client.create_experiment(doc["experiments"]["b"])
+    served = log_sklearn(LogisticRegression(max_iter=1000).fit(X, y), a, "iris-logistic", doc["model"], rows)
+    client.set_registered_model_alias(doc["model"], doc["alias"], served["version"])
+    secret = log_sklearn(GaussianNB().fit(X, y), b, "secret-bayes", doc["secretModel"], rows)
+    return {
+        "experiments": {"a": a, "b": b}, "served": served, "secret": secret,
+        "payload": {"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}},
+        "aliasVersion": client.get_model_version_by_alias(doc["model"], doc["alias"]).version,
+    }
+
+
+def serving_rollout(doc):
+    """As the admin: a different model logged in a new experiment (one that answers with the
+    species' names instead of their numbers), registered as the next version of the served model,
+    and the alias moved to it."""
+    from mlflow import MlflowClient
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, rows = iris()
+    names = load_iris().target_names[y]
+    client = MlflowClient()
+    c = client.create_experiment(doc["experiment"])
+    version = log_sklearn(LogisticRegression(max_iter=1000).fit(X, names), c, "iris-logistic-names", doc["model"], rows)
+    client.set_registered_model_alias(doc["model"], doc["alias"], version["version"])
+    return {"experiment": c, **version}
+
+
+def refusal(call):
+    """'ok', or how the server refused: '<HTTP status>: <message>'."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        call()
+        return "ok"
+    except RestException as e:
+        return f"{e.get_http_status_code()}: {e.error_code} {str(e)[:160]}"
+    except requests.HTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        return f"{status}: {str(e)[:160]}"
+    except MlflowException as e:
+        # A refusal the client could not parse as MLflow's JSON error ("Permission denied").
+        m = re.search(r"error code (\d{3})|(\d{3}) Client Error", str(e))
+        return f"{(m.group(1) or m.group(2)) if m else e.get_http_status_code()}: {str(e)[:160]}"
+    except Exception as e:  # noqa: BLE001 - any other failure is the answer
+        return f"error: {type(e).__name__} {str(e)[:160]}"
+
+
+def serving_probe(doc):
+    """Everything a model server's user tries, with its own credentials (MLFLOW_TRACKING_USERNAME/
+    PASSWORD): reads of its model and of others, downloads, the artifact proxy directly, writes."""
+    import mlflow
+    import requests
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    work = Path(tempfile.mkdtemp(dir=doc["workDir"]))
+    model, alias, secret = doc["model"], doc["alias"], doc["secretModel"]
+    a, b = doc["experiments"]["a"], doc["experiments"]["b"]
+    run_a, run_b = doc["runs"]["a"], doc["runs"]["b"]
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    login = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
+
+    def download(artifact_uri):
+        return lambda: mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tempfile.mkdtemp(dir=work))
+
+    def proxy(method, path, data=None):
+        def call():
+            r = requests.request(method, f"{uri}/api/2.0/mlflow-artifacts/artifacts/{path}", auth=login, data=data, timeout=60)
+            r.raise_for_status()
+        return call
+
+    found_in_b = []
+    checks = {
+        # Its own model: what the init container needs.
+        "readModel": lambda: client.get_registered_model(model),
+        "readAlias": lambda: client.get_model_version_by_alias(model, alias),
+        "readExperimentA": lambda: client.get_experiment(a),
+        # Another team's model and experiment.
+        "readSecretModel": lambda: client.get_registered_model(secret),
+        "readSecretVersion": lambda: client.get_model_version(secret, "1"),
+        "readSecretLoggedModel": lambda: client.get_logged_model(doc["secretModelId"]),
+        "readExperimentB": lambda: client.get_experiment(b),
+        "searchRunsB": lambda: found_in_b.extend(client.search_runs([b])),
+        "readRunB": lambda: client.get_run(run_b),
+        "listArtifactsB": lambda: client.list_artifacts(run_b),
+        "downloadRunB": lambda: mlflow.artifacts.download_artifacts(run_id=run_b, artifact_path="", dst_path=tempfile.mkdtemp(dir=work)),
+        # Writes on its own model and experiment.
+        "updateModel": lambda: client.update_registered_model(model, description="changed by a model server"),
+        "tagModel": lambda: client.set_registered_model_tag(model, "owner", "model-server"),
+        "setAlias": lambda: client.set_registered_model_alias(model, "hijacked", "1"),
+        "tagVersion": lambda: client.set_model_version_tag(model, "1", "validated", "false"),
+        "createVersion": lambda: client.create_model_version(model, f"mlflow-artifacts:/{doc['files']['served']}"),
+        "createRunInA": lambda: client.create_run(a),
+        "logMetricInA": lambda: client.log_metric(run_a, "planted", 1.0),
+        "tagExperimentA": lambda: client.set_experiment_tag(a, "owner", "model-server"),
+        "uploadToA": proxy("PUT", f"{doc['runArtifacts']['a']}/planted.txt", b"planted"),
+        "deleteFileInA": proxy("DELETE", f"{doc['files']['served']}/MLmodel"),
+        "createUser": lambda: auth_client().create_user(f"planted-{doc['tag']}", "Planted-password-1"),
+        "deleteAlias": lambda: client.delete_registered_model_alias(model, alias),
+        "deleteVersion": lambda: client.delete_model_version(model, "1"),
+        "deleteRunInA": lambda: client.delete_run(run_a),
+        "deleteExperimentA": lambda: client.delete_experiment(a),
+        "deleteModel": lambda: client.delete_registered_model(model),
+    }
+    for name, artifact_uri in doc["downloads"].items():
+        checks[f"download:{name}"] = download(artifact_uri)
+    for name, path in doc["files"].items():
+        checks[f"proxyGet:{name}"] = proxy("GET", f"{path}/MLmodel")
+    out = {"user": login[0]}
+    if "only" in doc:
+        # A few checks again, after a change of grants.
+        return {**out, **{name: refusal(checks[name]) for name in doc["only"]}}
+    # What it may see at all.
+    out["visibleModels"] = sorted(m.name for m in client.search_registered_models())
+    out["visibleExperiments"] = sorted(e.experiment_id for e in client.search_experiments())
+    # Deletions last: one that went through would spoil the checks after it.
+    for name in sorted(checks, key=lambda n: n.startswith("delete")):
+        out[name] = refusal(checks[name])
+    out["runsFoundInB"] = len(found_in_b)
+    # What MLflow lets every authenticated user do, whatever the grants: reported, not refused.
+    out["mlflowAllows"] = {
+        "createExperiment": refusal(lambda: client.create_experiment(f"created-by-{login[0]}-{doc['tag']}")),
+        "createRegisteredModel": refusal(lambda: client.create_registered_model(f"created-by-{login[0]}-{doc['tag']}")),
+    }
+    return out
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -748,6 +924,9 @@ def main():
         "delete-access-key": delete_access_key,
         "key-probe": key_probe,
         "object-encryption": object_encryption,
+        "serving-train": serving_train,
+        "serving-rollout": serving_rollout,
+        "serving-probe": serving_probe,
     }
     result = handlers[command](doc)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -9,6 +9,13 @@
  */
 import * as http from "http";
 
+/**
+ * How long a pod's endpoint takes to leave the proxies once the pod is deleted (kube-proxy and
+ * Ingress controllers take about as long): requests still reach a stopping pod meanwhile, which
+ * its preStop hook must outlast.
+ */
+export const ENDPOINT_LAG_MS = 2000;
+
 /** A running proxy. */
 export interface Ingress {
     readonly port: number;

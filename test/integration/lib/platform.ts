@@ -45,12 +45,29 @@ export function printPhases(): void {
     }
 }
 
-/** A pod of the Deployment, running. */
+/** A running pod of a Deployment (the tracking server's or a model server's). */
 export interface ServerPod {
+    /** The rendered Deployment it is a pod of. */
+    readonly workload: RecordedResource;
     readonly service: Service;
     readonly port: number;
     readonly container: LocalContainer;
 }
+
+/**
+ * One pod of a Deployment started: its init containers' outcomes, and the pod once its probes pass;
+ * none when an init container failed (the pod would stay in `Init:Error` and be retried).
+ */
+export interface PodStart {
+    readonly init: StepResult[];
+    readonly pod: ServerPod | undefined;
+    /** Seconds in the init containers, and from the container's start to its passing probes. */
+    readonly initSeconds: number;
+    readonly readySeconds: number;
+}
+
+/** Logical name of the tracking server's Deployment (each served model has one of its own). */
+export const SERVER_DEPLOYMENT = /^mlflow-deployment$/;
 
 /** The outcome of one container of a Job's pod. */
 export interface StepResult {
@@ -141,7 +158,7 @@ export class Platform {
     images!: Record<string, ImageRuntime>;
     /** The config overrides of the current render. */
     private overrides: Record<string, string | number | boolean> | undefined;
-    private serverStarts = 0;
+    private podStarts = 0;
     private jobRuns = 0;
 
     constructor(readonly options: PlatformOptions) {
@@ -189,8 +206,7 @@ export class Platform {
         this.overrides = overrides;
         this.r = new Rendered(await runProgram(this.options.stack, { ...(overrides ?? {}), awsEndpoint: this.moto.url },
             versions === undefined ? {} : { versions }));
-        const pod = (type: string) => this.r.all(type)[0]!.inputs.spec.template.spec.containers[0];
-        const mlflowImage: string = pod(TYPES.deployment).image;
+        const mlflowImage: string = this.r.one(TYPES.deployment, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0].image;
         // The StatefulSet's, or (with an external database) the backups' client tools'.
         const postgresImage_: string = [TYPES.statefulSet, TYPES.cronJob].flatMap((t) => this.r.all(t))
             .flatMap((w) => { const spec = (w.inputs.spec.jobTemplate?.spec ?? w.inputs.spec).template.spec; return [...(spec.initContainers ?? []), ...spec.containers]; })
@@ -339,7 +355,7 @@ export class Platform {
     }
 
     /** A workload's terminationGracePeriodSeconds, in milliseconds. */
-    private graceMs(workload: RecordedResource): number {
+    graceMs(workload: RecordedResource): number {
         const seconds = workload.inputs.spec.template.spec.terminationGracePeriodSeconds;
         expect(seconds, `${workload.name}: terminationGracePeriodSeconds`).to.be.a("number");
         return seconds * 1000;
@@ -409,53 +425,87 @@ export class Platform {
     }
 
     /**
-     * Starts the Deployment's pods at once, as a rollout on an empty cluster does (`replicas`, or
-     * the autoscaler's minimum), each with fresh emptyDir volumes, and waits for all their probes.
+     * Starts the tracking server's pods at once, as a rollout on an empty cluster does (`replicas`,
+     * or the autoscaler's minimum), each with fresh emptyDir volumes, and waits for all their probes.
      */
     async startServers(): Promise<void> {
-        const deployment = this.r.one(TYPES.deployment, /deployment/);
-        const hpa = this.r.all("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")[0];
+        const deployment = this.r.one(TYPES.deployment, SERVER_DEPLOYMENT);
+        const hpa = this.r.all("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+            .find((h) => h.inputs.spec.scaleTargetRef.name === deployment.state.metadata.name);
         const count: number = deployment.inputs.spec.replicas ?? hpa?.inputs.spec.minReplicas ?? 1;
         this.pods = await Promise.all(Array.from({ length: count }, () => this.startServer()));
     }
 
-    /** Stops every pod of the Deployment (a scale to zero). */
+    /** Stops every pod of the tracking server (a scale to zero). */
     async stopServers(): Promise<void> {
-        await Promise.all(this.pods.map((p) => this.stopServer(p)));
+        await Promise.all(this.pods.map((p) => this.stopPod(p)));
         this.pods = [];
     }
 
     /**
-     * Deletes one pod of the Deployment as the kubelet does: the preStop hook, then SIGTERM, then
-     * SIGKILL once the grace period (counted from the start of the hook) is over.
+     * Deletes one pod of a Deployment as the kubelet does: the preStop hook, then SIGTERM, then
+     * SIGKILL once the grace period (counted from the start of the hook) is over. Resolves with the
+     * container's exit (code or signal).
      */
-    async stopServer(pod: ServerPod): Promise<void> {
-        const graceMs = this.graceMs(this.r.one(TYPES.deployment, /deployment/));
+    async stopPod(pod: ServerPod): Promise<number | string> {
+        const graceMs = this.graceMs(pod.workload);
         const started = Date.now();
         const preStop = pod.container.spec.lifecycle?.preStop;
         if (preStop !== undefined) {
-            expect(preStop.exec?.command, "the server's preStop hook runs a command").to.be.an("array");
+            expect(preStop.exec?.command, `${pod.workload.name}: the preStop hook runs a command`).to.be.an("array");
             const log = pod.service.logFile.replace(/\.log$/, "-preStop.log");
             const result = await runContainer(pod.container, log, preStop.exec.command, graceMs);
             expect(result.code, `preStop hook:\n${result.stderr.slice(-2000)}`).to.equal(0);
         }
-        await stopContainer(pod.service, Math.max(0, graceMs - (Date.now() - started)));
+        return stopContainer(pod.service, Math.max(0, graceMs - (Date.now() - started)));
     }
 
-    /** Starts one pod of the Deployment and waits for its probes. */
+    /** Starts one pod of the tracking server and waits for its probes. */
     async startServer(): Promise<ServerPod> {
-        const n = ++this.serverStarts;
-        const deployment = this.r.one(TYPES.deployment, /deployment/);
-        const podDir = path.join(this.dir, `server-${n}`);
-        // Init containers first, each to completion, as the kubelet runs them.
-        for (const c of deployment.inputs.spec.template.spec.initContainers ?? []) {
-            const init = this.r.container(deployment, c.name, podDir, { images: this.images });
-            const result = await runContainer(init, path.join(this.logs, `server-${n}-${c.name}.log`));
-            expect(result.code, `server init container ${c.name}:\n${result.stderr.slice(-3000)}`).to.equal(0);
+        const start = await this.startPod(this.r.one(TYPES.deployment, SERVER_DEPLOYMENT), "server");
+        for (const step of start.init) {
+            expect(step.code, `server init container ${step.container}:\n${step.stderr.slice(-3000)}`).to.equal(0);
         }
-        const lc = this.r.container(deployment, "mlflow", podDir, { images: this.images });
+        return start.pod!;
+    }
+
+    /**
+     * Cluster address of the tracking server's Service → the first pod's loopback address, for the
+     * containers that call the server (a model server's download). Given per container, never
+     * globally: the server's own `--allowed-hosts` holds the same address, as a name to accept.
+     */
+    trackingServiceAddresses(): Map<string, string> {
+        return new Map([[this.r.serviceAddress(this.r.run.outputs.serviceName as string), `127.0.0.1:${this.server.port}`]]);
+    }
+
+    /**
+     * Starts one pod of a Deployment as the kubelet does: its init containers in order, each to
+     * completion (stopping at the first failure), then its one container, listening on a free
+     * loopback port instead of the rendered `--host 0.0.0.0 --port <container port named http>`,
+     * until its startup and readiness probes pass.
+     * @param label names the pod's volumes and logs (`<label>-<n>`)
+     * @param addresses cluster address → loopback address for this pod's containers only
+     */
+    async startPod(deployment: RecordedResource, label: string, addresses?: ReadonlyMap<string, string>): Promise<PodStart> {
+        const n = ++this.podStarts;
+        const name = `${label}-${n}`;
+        const podDir = path.join(this.dir, name);
+        const spec = deployment.inputs.spec.template.spec;
+        const resolve = (container: string) => this.r.container(deployment, container, podDir, { images: this.images, addresses });
+        const t0 = Date.now();
+        const init: StepResult[] = [];
+        for (const c of spec.initContainers ?? []) {
+            const result = await runContainer(resolve(c.name), path.join(this.logs, `${name}-${c.name}.log`));
+            init.push({ container: c.name, code: result.code, stdout: result.stdout, stderr: result.stderr });
+            if (result.code !== 0) {
+                return { init, pod: undefined, initSeconds: (Date.now() - t0) / 1000, readySeconds: 0 };
+            }
+        }
+        const t1 = Date.now();
+        expect(spec.containers, `${deployment.name}: one container`).to.have.length(1);
+        const lc = resolve(spec.containers[0].name);
         const httpPort = lc.spec.ports.find((p: any) => p.name === "http");
-        expect(httpPort, "container port named http").to.not.equal(undefined);
+        expect(httpPort, `${deployment.name}: container port named http`).to.not.equal(undefined);
         // The pod must listen on its own IP on the port its probes and Service name; on this
         // machine the same process listens on a free loopback port instead.
         expect(arg(lc.argv, "--host"), "--host").to.equal("0.0.0.0");
@@ -463,18 +513,18 @@ export class Platform {
         const port = await freePort();
         const argv = lc.argv.map((a, i) =>
             lc.argv[i - 1] === "--host" ? "127.0.0.1" : lc.argv[i - 1] === "--port" ? String(port) : a);
-        const service = startContainer(lc, path.join(this.logs, `server-${n}.log`), argv);
+        const service = startContainer(lc, path.join(this.logs, `${name}.log`), argv);
         const probe = async (p: any): Promise<boolean> => {
             const named = lc.spec.ports.find((x: any) => x.name === p.httpGet.port);
             if ((named?.containerPort ?? p.httpGet.port) !== httpPort.containerPort) {
-                throw new Error(`probe port ${p.httpGet.port} is not the server's port`);
+                throw new Error(`probe port ${p.httpGet.port} is not the container's port`);
             }
-            // The kubelet probes the pod IP; /health must answer whatever the Host.
+            // The kubelet probes the pod IP; the probe path must answer whatever the Host.
             return request(port, { path: p.httpGet.path, host: `10.244.0.10:${httpPort.containerPort}` })
                 .then((res) => res.status >= 200 && res.status < 400, () => false);
         };
         await waitForProbes(lc, service, probe);
-        return { service, port, container: lc };
+        return { init, pod: { workload: deployment, service, port, container: lc }, initSeconds: (t1 - t0) / 1000, readySeconds: (Date.now() - t1) / 1000 };
     }
 
     /** The tracking URI a client on this machine uses: the rendered port-forward URL, on the first pod's port. */

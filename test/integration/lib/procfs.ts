@@ -109,6 +109,7 @@ function shortCmd(cmd: string): string {
         [/multiprocessing\.resource_tracker/, "multiprocessing resource tracker"],
         [/multiprocessing\.spawn|--multiprocessing-fork/, "uvicorn worker"],
         [/-m uvicorn/, "uvicorn supervisor"],
+        [/bin\/uvicorn .*mlflow\.pyfunc\.scoring_server/, "uvicorn (MLflow scoring server)"],
         [/bin\/mlflow server|mlflow server/, "mlflow server (CLI parent)"],
     ];
     for (const [re, name] of rules) {

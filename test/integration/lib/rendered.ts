@@ -113,10 +113,13 @@ export class Rendered {
         return `${serviceName}.${svc.state.metadata.namespace}.svc.cluster.local:${port.port}`;
     }
 
-    /** Applies the address mappings to a value. */
-    mapValue(value: string): string {
+    /**
+     * Applies the address mappings to a value, and `extra` (mappings for one container only) after
+     * them.
+     */
+    mapValue(value: string, extra?: ReadonlyMap<string, string>): string {
         let out = value;
-        for (const [from, to] of this.addresses) {
+        for (const [from, to] of [...this.addresses, ...(extra ?? [])]) {
             if (out.includes(from)) {
                 out = out.split(from).join(to);
                 this.addressUses.set(from, (this.addressUses.get(from) ?? 0) + 1);
@@ -164,10 +167,14 @@ export class Rendered {
      * @param volumeRoot where this pod's volumes live on the host (one directory per volume)
      * @param claimRoot where the workload's persistent volume claims live (kept across pods)
      * @param images what each image contributes (PATH and the like, which the pod's env overrides), by image
+     * @param addresses cluster address → loopback address, for this container only: a Service that
+     *   other workloads call but whose own pods name it as something else (the tracking server's
+     *   `--allowed-hosts` holds its Service's address, which must stay as rendered)
      */
     container(workload: RecordedResource, containerName: string, volumeRoot: string, options: {
-        claimRoot?: string; images: Readonly<Record<string, ImageRuntime>>;
+        claimRoot?: string; images: Readonly<Record<string, ImageRuntime>>; addresses?: ReadonlyMap<string, string>;
     }): LocalContainer {
+        const map = (v: string): string => this.mapValue(v, options.addresses);
         const template = workload.inputs.spec.template;
         const pod = template.spec;
         const all = [...(pod.initContainers ?? []), ...pod.containers];
@@ -188,9 +195,9 @@ export class Rendered {
             name === undefined ? "$" : (env[name] ?? m));
         for (const e of c.env ?? []) {
             if (e.value !== undefined) {
-                env[e.name] = this.mapValue(expand(String(e.value)));
+                env[e.name] = map(expand(String(e.value)));
             } else if (e.valueFrom?.secretKeyRef) {
-                env[e.name] = this.mapValue(this.secretValue(e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key));
+                env[e.name] = map(this.secretValue(e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key));
             } else if (e.valueFrom?.configMapKeyRef) {
                 const data = this.configMapData(e.valueFrom.configMapKeyRef.name);
                 const value = data[e.valueFrom.configMapKeyRef.key];
@@ -206,7 +213,7 @@ export class Rendered {
             throw new Error(`${containerName}: envFrom is not supported by the contract tests`);
         }
         if (env.PGHOST !== undefined) {
-            const local = this.mapValue(`${env.PGHOST}:${env.PGPORT ?? "5432"}`);
+            const local = map(`${env.PGHOST}:${env.PGPORT ?? "5432"}`);
             const m = /^(127\.0\.0\.1):(\d+)$/.exec(local);
             if (m !== null) {
                 env.PGHOST = m[1]!;
@@ -263,7 +270,7 @@ export class Rendered {
         if (securityContext.runAsUser === undefined) {
             throw new Error(`${containerName}: no runAsUser; the image's default user cannot be reproduced`);
         }
-        const argv = [...c.command, ...(c.args ?? [])].map((a: string) => this.mapValue(expand(String(a))));
+        const argv = [...c.command, ...(c.args ?? [])].map((a: string) => map(expand(String(a))));
         // A placeholder that reached a process would make a test pass or fail for the wrong reason.
         const values = [...Object.values(env), ...argv, ...written];
         for (const mock of this.run.credentials) {
