@@ -24,6 +24,18 @@ export const MODEL_SERVICE_PORT = 80;
 export const MODEL_DIR = "/opt/mlflow/model";
 /** Keys of a model server's credentials Secret. */
 export const SERVING_SECRET_KEYS = Object.freeze({ username: "username", password: "password" });
+/**
+ * The download init container: MLflow's CLI, then, when it fails, one line that says what was
+ * downloaded, as whom, and what a 403 means (MLflow answers 403 for a model that does not exist too).
+ */
+export const DOWNLOAD_SCRIPT = [
+    'mlflow artifacts download --artifact-uri "$MODEL_URI" --dst-path "$MODEL_DIR" && exit 0',
+    'echo "download: could not download $MODEL_URI as MLflow user $MLFLOW_TRACKING_USERNAME from $MLFLOW_TRACKING_URI;'
+        + ' a 403 above means the model or alias does not exist, or the grants CronJob has not followed the alias yet'
+        + ' (README, Serving models)" >&2',
+    "exit 1",
+].join("\n");
+
 /** Seconds a stopping model server keeps serving while its endpoint leaves the proxies. */
 const PRE_STOP_SECONDS = 5;
 /** Room for the model (the emptyDir it is downloaded to) and /tmp. */
@@ -124,9 +136,12 @@ export class ModelServer extends pulumi.ComponentResource {
             name: "download",
             image: MLFLOW_IMAGE,
             imagePullPolicy: "IfNotPresent",
-            command: ["mlflow", "artifacts", "download", "--artifact-uri", model.modelUri, "--dst-path", MODEL_DIR],
+            // MLflow's own error ends with a 403 that names neither the model nor the user: a last line does.
+            command: ["sh", "-c", DOWNLOAD_SCRIPT],
             env: [
                 ...common,
+                { name: "MODEL_URI", value: model.modelUri },
+                { name: "MODEL_DIR", value: MODEL_DIR },
                 { name: "MLFLOW_TRACKING_URI", value: args.trackingUri },
                 secretEnv("MLFLOW_TRACKING_USERNAME", secret, SERVING_SECRET_KEYS.username),
                 secretEnv("MLFLOW_TRACKING_PASSWORD", secret, SERVING_SECRET_KEYS.password),

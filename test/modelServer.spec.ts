@@ -4,7 +4,7 @@
  * variant run serves `iris` by alias, autoscaled on its own image, and `churn` by version.
  */
 import { expect } from "chai";
-import { MODEL_DIR, SCORING_PORT, SERVING_SECRET_KEYS } from "../components/modelServer";
+import { DOWNLOAD_SCRIPT, MODEL_DIR, SCORING_PORT, SERVING_SECRET_KEYS } from "../components/modelServer";
 import { MLFLOW_IMAGE } from "../components/versions";
 import { ProgramRun, VARIANT, runProgram, stackRun, variantRun } from "./harness";
 
@@ -34,8 +34,11 @@ describe("ModelServer", () => {
     it("downloads the model in an init container through the tracking server, as the model's own user", () => {
         const [download] = iris.inputs.spec.template.spec.initContainers;
         expect(download.image).to.equal(MLFLOW_IMAGE);
-        expect(download.command).to.deep.equal(["mlflow", "artifacts", "download", "--artifact-uri", "models:/iris@champion", "--dst-path", MODEL_DIR]);
+        expect(download.command).to.deep.equal(["sh", "-c", DOWNLOAD_SCRIPT]);
+        expect(DOWNLOAD_SCRIPT).to.match(/^mlflow artifacts download --artifact-uri "\$MODEL_URI" --dst-path "\$MODEL_DIR" && exit 0\n/);
+        expect(DOWNLOAD_SCRIPT.trim().split("\n").at(-1), "a failed download fails the pod").to.equal("exit 1");
         const e = env(download);
+        expect([e.MODEL_URI.value, e.MODEL_DIR.value]).to.deep.equal(["models:/iris@champion", MODEL_DIR]);
         expect(e.MLFLOW_TRACKING_URI.value, "the in-cluster Service").to.equal(run.outputs.internalTrackingUri);
         const secret = run.one(SECRET, /^mlflow-model-iris-credentials$/);
         for (const [variable, key] of [["MLFLOW_TRACKING_USERNAME", SERVING_SECRET_KEYS.username], ["MLFLOW_TRACKING_PASSWORD", SERVING_SECRET_KEYS.password]] as const) {
@@ -45,7 +48,7 @@ describe("ModelServer", () => {
         expect(secret.secretPaths).to.include("stringData");
         // Presigned S3 URLs would bypass the tracking server's auth, and the pod cannot reach S3.
         expect(e.MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD.value).to.equal("false");
-        expect(churn.inputs.spec.template.spec.initContainers[0].command[4]).to.equal("models:/Churn Model/3");
+        expect(env(churn.inputs.spec.template.spec.initContainers[0]).MODEL_URI.value).to.equal("models:/Churn Model/3");
     });
 
     it("serves it with MLflow's scoring server as PID 1, holding no credentials", () => {

@@ -22,6 +22,7 @@ import { call, createRuns, downloadArtifact, logBatchBody, percentile, runLoad, 
 import { arg, Platform, request } from "../../test/integration/lib/platform";
 import { freePort, runToCompletion, Service, setPidFile, stopAll, stopService, waitUntil } from "../../test/integration/lib/processes";
 import { connectionsPerProcess, ForeignCpu, loadAverage, PeakSampler, postgresBackends, treeCpuSeconds, treeMemory } from "../../test/integration/lib/procfs";
+import { logger, median, sleep, waitForQuiet } from "./common";
 import { LocalContainer, TYPES } from "../../test/integration/lib/rendered";
 import { startContainer, waitForProbes } from "../../test/integration/lib/services";
 
@@ -158,21 +159,8 @@ const VARIANTS: readonly Variant[] = [
 
 // --- helpers ----------------------------------------------------------------------------------
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
-
-function log(message: string): void {
-    console.log(`[bench ${new Date().toISOString().slice(11, 19)} load ${loadAverage()[0].toFixed(2)}] ${message}`);
-}
-
-function median(values: readonly number[]): number {
-    const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-    if (v.length === 0) {
-        return NaN;
-    }
-    const mid = Math.floor(v.length / 2);
-    return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
+const log = logger("bench");
 
 type Stats = Record<string, number | string | Record<string, unknown> | undefined>;
 
@@ -508,49 +496,16 @@ interface VariantRun {
     readonly error?: string;
 }
 
-/** Seconds a measurement waits for the benchmark's own services to settle (a server still busy with the last one). */
-const OWN_SETTLE_S = 60;
-
-/**
- * Waits until other work leaves the machine (another session's tests, a build): on two cores it
- * would take CPU from the server and the load generator and widen every range. Quiet is others
- * (anything outside this process's tree) under 0.4 cores for 5 s, and this benchmark's own
- * services too, for at most {@link OWN_SETTLE_S}: a server that keeps working after a load test
- * (MLflow's defaults do) is measured as it is rather than waited for. A server that stopped during
- * the window counts as "others" once (its processes leave the tree with their CPU time); the next
- * window clears it. Returns the wait.
- */
-async function waitForQuiet(o: Options): Promise<number> {
-    const t0 = Date.now();
-    for (let warned = false; (Date.now() - t0) / 1000 < o.quietWait;) {
-        const others = new ForeignCpu();
-        const own0 = treeCpuSeconds(process.pid);
-        await sleep(5000);
-        const othersCores = others.coresBusy();
-        const ownCores = (treeCpuSeconds(process.pid) - own0) / 5;
-        const ownSettled = ownCores < 0.4 || (Date.now() - t0) / 1000 >= OWN_SETTLE_S;
-        if (othersCores < 0.4 && ownSettled) {
-            break;
-        }
-        if (!warned) {
-            log(`the machine is busy (others ${othersCores.toFixed(2)} cores, this benchmark's services ${ownCores.toFixed(2)}): `
-                + `waiting up to ${o.quietWait} s for others, ${OWN_SETTLE_S} s for its own`);
-            warned = true;
-        }
-    }
-    return (Date.now() - t0) / 1000;
-}
-
 /** A measurement, started once the machine is quiet; the wait is recorded with it. */
 async function whenQuiet(b: Bench, measure: () => Promise<Stats>): Promise<Stats> {
-    const waitedForQuietS = await waitForQuiet(b.o);
+    const waitedForQuietS = await waitForQuiet(b.o.quietWait, log);
     return { ...(await measure()), waitedForQuietS };
 }
 
 async function runVariant(b: Bench, v: Variant, rep: number, position: number): Promise<VariantRun> {
     const tag = `${v.name.replace(/[^a-z0-9]+/gi, "-")}-r${rep}`;
     const s: Record<string, Stats> = {};
-    const waitedForQuietS = await waitForQuiet(b.o);
+    const waitedForQuietS = await waitForQuiet(b.o.quietWait, log);
     log(`${v.name} rep ${rep}: cold start`);
     const { server, stats } = await coldStart(b, v, tag);
     s.coldStart = { ...stats, waitedForQuietS };

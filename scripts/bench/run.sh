@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `npm run bench`: the benchmark of docs/benchmarks.md; arguments go to bench.ts (`--help`). Needs
-# the contract tests' environment (scripts/integration/setup.sh, run here when a venv is missing).
+# `npm run bench` (the tracking server, bench.ts) and `npm run bench:serving` (a served model,
+# serving.ts; first argument --serving): the benchmarks of docs/benchmarks.md; other arguments go to
+# the script (`--help`). Needs the contract tests' environment (scripts/integration/setup.sh, run
+# here when a venv is missing).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -18,5 +20,11 @@ trap cleanup EXIT
 
 [ -x .cache/integration/venv-mlflow/bin/python ] && [ -x .cache/integration/venv-moto/bin/python ] || bash scripts/integration/setup.sh
 started=$SECONDS
-npx ts-node --transpile-only scripts/bench/bench.ts "$@"
+script=scripts/bench/bench.ts
+if [ "${1:-}" = "--serving" ]; then
+    script=scripts/bench/serving.ts
+    shift
+    export BENCH_DIR="$BENCH_DIR/serving"
+fi
+npx ts-node --transpile-only "$script" "$@"
 printf '[bench] took %ss\n' "$((SECONDS - started))"

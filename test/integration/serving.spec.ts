@@ -209,9 +209,11 @@ describe("contract: served models: downloaded by their own least-privilege user,
         expect(refused.pod, "a pod past its init container").to.equal(undefined);
         const failed = refused.init[0]!;
         expect(failed.code, "the download's exit").to.not.equal(0);
-        // Its last line: the alias resolved, the new version's files (experiment C) refused by the artifact proxy.
-        const line = decodeURIComponent(failed.stderr.trim().split("\n").pop()!);
-        console.log(`      the init container's log, before the grants step, last line: ${line.slice(0, 300)}`);
+        // MLflow's last line: the alias resolved, the new version's files (experiment C) refused by the
+        // artifact proxy; then the container's own line, naming the model and the user.
+        const [line, own] = failed.stderr.trim().split("\n").slice(-2).map((l) => decodeURIComponent(l)) as [string, string];
+        console.log(`      the init container's log, before the grants step, last lines: ${line.slice(0, 300)}\n      ${own}`);
+        expect(own).to.match(new RegExp(`^download: could not download models:/${MODEL}@${ALIAS} as MLflow user serving-iris from http://`));
         expect(line, failed.stderr.slice(-2000)).to.match(/403.*Permission denied/);
         expect(line, "the files refused").to.include(`mlflow-artifacts/artifacts?path=${rolled.files}`);
         expect(await predict(aliasPods[0]!), "the running pod, on version 1").to.deep.equal(trained.served.predictions);
@@ -250,11 +252,12 @@ describe("contract: served models: downloaded by their own least-privilege user,
         const failed = start.init[0]!;
         expect(failed.code).to.not.equal(0);
         // What `kubectl logs deploy/mlflow-model-ghost -c download` shows: MLflow's traceback, whose last
-        // line is the refused alias lookup. MLflow answers 403, not 404, for a model that does not exist;
-        // the model's name is in the pod's, not in the log.
-        const last = failed.stderr.trim().split("\n").pop()!;
-        console.log(`      what the user sees (kubectl logs ... -c download), last line: ${last.slice(0, 300)}`);
+        // line is the refused alias lookup (MLflow answers 403, not 404, for a model that does not exist).
+        const [last, own] = failed.stderr.trim().split("\n").slice(-2) as [string, string];
+        console.log(`      what the user sees (kubectl logs ... -c download), last lines: ${last.slice(0, 300)}\n      ${own}`);
         expect(last, failed.stderr.slice(-2000)).to.match(/\/api\/2\.0\/mlflow\/registered-models\/alias failed with error code 403\b.*Permission denied/);
+        // The container's own last line names the model and the user, which MLflow's does not.
+        expect(own).to.match(/^download: could not download models:\/ghost@champion as MLflow user serving-ghost from http:\/\/.*a 403 above means the model or alias does not exist/);
     });
 
     it("drains a deleted pod: requests answered during the preStop hook, no failed request, exit within the grace period", async function () {
