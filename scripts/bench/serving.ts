@@ -136,13 +136,7 @@ async function main(): Promise<void> {
     });
     try {
         log("moto, render, PostgreSQL, migration Job, tracking server (the contract tests' platform)");
-        await p.startMoto();
-        await p.render();
-        await p.provision();
-        p.generatePasswords();
-        await p.startPostgres();
-        await p.runMigrationJob();
-        await p.startServers();
+        await p.bringUp();
         log("as the admin: train and register iris (scikit-learn), alias champion; the rendered grants CronJob");
         const trained = await p.python("serving-train", {
             experiments: { a: "iris-a", b: "other-b" }, model: "iris", alias: "champion", secretModel: "other",

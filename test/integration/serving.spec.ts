@@ -92,15 +92,7 @@ describe("contract: served models: downloaded by their own least-privilege user,
     before(async function () {
         setPidFile(path.join(RUN, "pids"));
         fs.mkdirSync(path.join(RUN, "probe"), { recursive: true });
-        await phase("moto, render (served models), provision, PostgreSQL, migration, tracking server", async () => {
-            await p.startMoto();
-            await p.render();
-            await p.provision();
-            p.generatePasswords();
-            await p.startPostgres();
-            migration = await p.runMigrationJob();
-            await p.startServers();
-        });
+        migration = await phase("moto, render (served models), provision, PostgreSQL, migration, tracking server", () => p.bringUp());
     });
 
     after(async function () {

@@ -185,15 +185,17 @@ export class Platform {
     /**
      * Everything up to serving, as a first `pulumi up` on an empty cluster and account does: moto, the
      * render, the AWS resources, the credentials, PostgreSQL, the migration Job, the server's pods.
+     * Resolves with the migration Job's containers' outcomes.
      */
-    async bringUp(): Promise<void> {
+    async bringUp(): Promise<StepResult[]> {
         await this.startMoto();
         await this.render();
         await this.provision();
         this.generatePasswords();
         await this.startPostgres();
-        await this.runMigrationJob();
+        const migration = await this.runMigrationJob();
         await this.startServers();
+        return migration;
     }
 
     /** Starts moto, HTTPS only, with IAM enforced. */
