@@ -8,7 +8,8 @@
  *              or ExternalDatabase (login Secret, CA; over TLS)
  *          ──► DatabaseBackup (backup CronJob, restore template)  [Kubernetes]
  *          ──► MlflowTrackingServer (S3 Secret, migration Job     [Kubernetes]
- *              with a backup first, Deployment, mlflow-service)
+ *              with a backup first, Deployment, mlflow-service,
+ *              with gcSchedule the garbage collection CronJob)
  *          ──► ModelServer per servedModels entry (its MLflow     [Kubernetes]
  *              user, a Deployment serving the model, a Service)
  *          ──► NetworkPolicies (default deny; only the flows       [Kubernetes]
@@ -133,6 +134,7 @@ const server = new MlflowTrackingServer("mlflow", {
     ingress: config.mlflow.ingress,
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
     servingUsers: servingCredentials.map((c) => c.user),
+    gc: config.gc.schedule === undefined ? undefined : { schedule: config.gc.schedule, olderThan: config.gc.olderThan },
 }, { ...k8sOpts, dependsOn: [namespace, database] });
 
 // The model servers download their model through the tracking server: they start once it serves.
@@ -153,6 +155,7 @@ new NetworkPolicies("mlflow-network", {
     backup: { podSelector: backup.backupPodSelector },
     restore: { podSelector: backup.restorePodSelector },
     servingGrants: config.servedModels.length > 0 ? { podSelector: server.servingGrantsPodSelector } : undefined,
+    gc: config.gc.schedule === undefined ? undefined : { podSelector: server.gcPodSelector },
     modelServers: config.servedModels.map((m, i) => ({ name: m.name, podSelector: modelServers[i]!.podSelector, port: modelServers[i]!.containerPort })),
     s3Endpoint: config.aws.endpoint,
     ingressControllerNamespace: config.mlflow.ingress ? config.network.ingressControllerNamespace : undefined,

@@ -140,6 +140,16 @@ export interface StackConfig {
         /** Key prefix in the bucket under which backups are written; disjoint from the artifact prefix. */
         readonly prefix: string;
     };
+    /**
+     * Garbage collection (`mlflow gc`) of what users deleted: runs, experiments and logged models, their
+     * rows and their artifacts, once deleted for longer than `olderThan`.
+     */
+    readonly gc: {
+        /** Cron schedule (UTC) of the CronJob; undefined: no CronJob. */
+        readonly schedule?: string;
+        /** MLflow's `--older-than` (`30d`, `12h`, `1d12h`): how long a deleted record stays restorable. */
+        readonly olderThan: string;
+    };
     /** Protect everything that holds data (namespace, database volume, bucket with its backups) against deletion. */
     readonly protectData: boolean;
     /** The in-cluster PostgreSQL (the `postgres*` keys) or an external one. */
@@ -401,6 +411,15 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
             `must not be ${PROJECT}:artifactPrefix (${artifactPrefix}), inside it or around it: the server's identity may never reach the backups`);
     }
 
+    const gcSchedule = optional("gcSchedule");
+    if (gcSchedule !== undefined && cronProblems(gcSchedule).length > 0) {
+        fail("gcSchedule", gcSchedule,
+            "empty (no garbage collection) or a cron schedule of five fields (minute hour day-of-month month day-of-week, in UTC) such as \"30 3 * * *\", or @hourly, @daily, @weekly, @monthly");
+    }
+    const gcOlderThan = string("gcOlderThan",
+        `a duration in MLflow's #d#h#m#s format of at least ${MIN_GC_OLDER_THAN_SECONDS / 3600} hour, such as 30d, 12h or 1d12h: how long a deleted run stays restorable before gc removes it`,
+        (v) => olderThanSeconds(v) >= MIN_GC_OLDER_THAN_SECONDS);
+
     const storageSize = quantity("postgresStorageSize", "memory");
     const storageClass = optional("postgresStorageClass");
     if (storageClass !== undefined && !(storageClass.length <= 253 && DNS1123_SUBDOMAIN.test(storageClass))) {
@@ -504,6 +523,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         aws: { region, endpoint, credentials },
         artifacts: { bucketPrefix, artifactPrefix, forceDestroy, kmsKeyArn, noncurrentVersionExpirationDays },
         backup: { schedule: backupSchedule, retentionDays: backupRetentionDays, prefix: backupPrefix },
+        gc: { schedule: gcSchedule, olderThan: gcOlderThan },
         protectData,
         database,
         servedModels,
@@ -756,6 +776,26 @@ function parseDatabase(r: Readers, isSecret: (key: string) => boolean): StackCon
 /** True when one key prefix equals the other or is a parent path of it. */
 export function prefixesOverlap(a: string, b: string): boolean {
     return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+}
+
+/**
+ * Shortest `gcOlderThan`: a run deleted by mistake stays restorable at least this long (MLflow itself
+ * accepts 0, which purges a run deleted a second before the CronJob starts).
+ */
+export const MIN_GC_OLDER_THAN_SECONDS = 3600;
+
+/**
+ * Seconds of a duration in the format of `mlflow gc --older-than` (days, hours, minutes, seconds, in
+ * that order, each optional, decimals allowed: `30d`, `1d12h`, `1.5h`); NaN when it is not one. A
+ * subset of what MLflow parses: no empty string, no `1.2.3d`.
+ */
+export function olderThanSeconds(value: string): number {
+    const m = /^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(value);
+    if (m === null || value === "") {
+        return Number.NaN;
+    }
+    const [days, hours, minutes, seconds] = m.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
+    return days! * 86400 + hours! * 3600 + minutes! * 60 + seconds!;
 }
 
 /** Cron macros Kubernetes CronJobs accept besides five-field schedules. */

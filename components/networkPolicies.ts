@@ -29,6 +29,11 @@ export interface NetworkPoliciesArgs {
      */
     readonly servingGrants?: { readonly podSelector: PodSelector };
     /**
+     * The garbage collection CronJob's pods (`mlflow gc`: the database, and S3 as the server's identity).
+     * @default undefined: no garbage collection
+     */
+    readonly gc?: { readonly podSelector: PodSelector };
+    /**
      * The model servers: their pods and the port clients reach. They download their model from the
      * tracking server and reach nothing else.
      * @default []
@@ -107,9 +112,10 @@ export function s3EgressPorts(endpoint?: string): number[] {
 /**
  * NetworkPolicies for the namespace: everything is denied by default, in both directions; then
  * PostgreSQL (in the cluster) accepts its port only from the tracking server, the migration Job and
- * the backup and restore pods, and talks to no one (an external database is reached at its CIDRs); the server accepts its port from pods anywhere in the
+ * the backup, restore, serving grants and garbage collection pods, and talks to no one (an external database is reached at its CIDRs); the server accepts its port from pods anywhere in the
  * cluster (and the ingress controller) and reaches only DNS, PostgreSQL and S3 over HTTPS; the
- * migration Job, backups and restores reach only DNS, PostgreSQL and S3, and accept nothing.
+ * migration Job, backups, restores and garbage collection reach only DNS, PostgreSQL and S3, and
+ * accept nothing.
  *
  * Policies are additive, so the default deny is created last: the allow rules are already in
  * place when isolation starts, and no pod loses a connection it needs during the first update.
@@ -145,7 +151,8 @@ export class NetworkPolicies extends pulumi.ComponentResource {
             to: POD_IDENTITY_AGENT.cidrs.map((cidr) => ({ ipBlock: { cidr } })),
             ports: [tcp(POD_IDENTITY_AGENT.port)],
         }] : [])];
-        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore, ...(args.servingGrants ? [args.servingGrants] : [])];
+        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore, ...(args.servingGrants ? [args.servingGrants] : []),
+            ...(args.gc ? [args.gc] : [])];
 
         const postgres = !("podSelector" in db) ? [] : [new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
             metadata: metadata("postgres-network-policy"),
@@ -191,7 +198,11 @@ export class NetworkPolicies extends pulumi.ComponentResource {
         }, child);
 
         // Jobs: they open connections to PostgreSQL and S3 and accept none.
-        const jobs = ([["db-migration", args.migration], ["db-backup", args.backup], ["db-restore", args.restore]] as const)
+        const jobWorkloads: Array<readonly [string, { readonly podSelector: PodSelector }]> = [
+            ["db-migration", args.migration], ["db-backup", args.backup], ["db-restore", args.restore],
+            ...(args.gc ? [["artifact-gc", args.gc] as const] : []),
+        ];
+        const jobs = jobWorkloads
             .map(([component, workload]) => new k8s.networking.v1.NetworkPolicy(`${name}-${component}`, {
                 metadata: metadata(`${component}-network-policy`),
                 spec: {

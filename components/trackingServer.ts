@@ -112,7 +112,17 @@ export interface MlflowTrackingServerArgs {
      * @default []: no model servers, no CronJob
      */
     readonly servingUsers?: readonly ServingUser[];
+    /**
+     * Garbage collection: a CronJob running `mlflow gc` on this schedule (UTC) against the server's
+     * database and artifact store, as the server's S3 identity, for what was deleted more than
+     * `olderThan` ago (MLflow's `--older-than`).
+     * @default undefined: no CronJob
+     */
+    readonly gc?: { readonly schedule: string; readonly olderThan: string };
 }
+
+/** How long one garbage collection may run, image pull included. */
+export const GC_DEADLINE_SECONDS = 3 * 3600;
 
 /** Minutes between two runs of the CronJob that follows the served models' aliases into their experiments. */
 export const SERVING_GRANTS_INTERVAL_MINUTES = 5;
@@ -142,6 +152,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
     public readonly migrationPodSelector: Readonly<Record<string, string>>;
     /** Labels that select the serving grants CronJob's pods (for NetworkPolicies). */
     public readonly servingGrantsPodSelector: Readonly<Record<string, string>>;
+    /** Labels that select the garbage collection CronJob's pods (for NetworkPolicies). */
+    public readonly gcPodSelector: Readonly<Record<string, string>>;
     /** Port the server listens on inside its pods. */
     public readonly containerPort: number = CONTAINER_PORT;
 
@@ -154,6 +166,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         this.podSelector = selector;
         this.migrationPodSelector = selectorLabels(name, "db-migration");
         this.servingGrantsPodSelector = selectorLabels(name, "serving-grants");
+        this.gcPodSelector = selectorLabels(name, "artifact-gc");
 
         // --- Secrets -------------------------------------------------------------------------
         const s3Secret = s3CredentialsSecret(`${name}-s3-credentials`, meta, args.s3, child);
@@ -412,6 +425,55 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                 },
             },
         }, { ...child, dependsOn: [migration], customTimeouts: { create: `${ROLLOUT_TIMEOUT_SECONDS}s`, update: `${ROLLOUT_TIMEOUT_SECONDS}s` } });
+
+        // --- Garbage collection ----------------------------------------------------------------
+        // Deleted runs stay in the database and their artifacts in S3 until something purges them:
+        // purge.py runs `mlflow gc` on the server's database, deleting the artifacts from the server's
+        // artifact destination as the server's identity (its ServiceAccount, and in accessKey mode
+        // its Secret), then the rows. It starts once the server has rolled out on the migrated schema.
+        if (args.gc !== undefined) {
+            const gc = args.gc;
+            const gcLabels = labels(name, "artifact-gc", MLFLOW_VERSION);
+            new k8s.batch.v1.CronJob(`${name}-gc`, {
+                metadata: { ...meta, labels: gcLabels, name: `${name}-gc` },
+                spec: {
+                    schedule: gc.schedule,
+                    timeZone: "Etc/UTC",
+                    // Two at once would race to delete the same runs.
+                    concurrencyPolicy: "Forbid",
+                    // A missed slot (controller down) still runs within the hour, not days later.
+                    startingDeadlineSeconds: 3600,
+                    successfulJobsHistoryLimit: 3,
+                    failedJobsHistoryLimit: 3,
+                    jobTemplate: {
+                        metadata: { labels: gcLabels },
+                        spec: {
+                            // gc is idempotent: a retry goes on where a failed attempt stopped.
+                            backoffLimit: 2,
+                            activeDeadlineSeconds: GC_DEADLINE_SECONDS,
+                            template: {
+                                metadata: { labels: gcLabels },
+                                spec: {
+                                    ...podSpecBase,
+                                    serviceAccountName: serviceAccount.metadata.name,
+                                    restartPolicy: "Never",
+                                    containers: [{
+                                        ...container,
+                                        name: "gc",
+                                        command: ["python"],
+                                        args: pulumi.all([db, args.artifactsDestination]).apply(([u, destination]) =>
+                                            [`${SCRIPTS_MOUNT}/purge.py`, u.tracking, destination, gc.olderThan]),
+                                        env: [...databaseEnv, ...s3Env(s3Secret, args.s3, "MLFLOW_S3_ENDPOINT_URL")],
+                                        volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }, ...databaseCaMounts(args.database)],
+                                    }],
+                                    volumes: [tmpVolume, scriptsVolume, ...databaseCaVolumes(args.database)],
+                                },
+                            },
+                        },
+                    },
+                },
+            }, { ...child, dependsOn: [deployment] });
+        }
 
         const service = new k8s.core.v1.Service(`${name}-service`, {
             metadata: { ...meta, name: SERVICE_NAME },

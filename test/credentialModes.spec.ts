@@ -123,7 +123,9 @@ describe("AWS credential modes", () => {
                         expect(t.spec.serviceAccountName, "PostgreSQL needs no AWS").to.equal(undefined);
                         continue;
                     }
-                    expect(t.spec.serviceAccountName, `${t.kind} ${t.name}`).to.equal(t.kind === "Deployment" ? SERVER_SERVICE_ACCOUNT : BACKUP_SERVICE_ACCOUNT);
+                    // The server and its garbage collection (which deletes artifacts as the server) run as the server.
+                    const asServer = t.kind === "Deployment" || t.name === "mlflow-gc";
+                    expect(t.spec.serviceAccountName, `${t.kind} ${t.name}`).to.equal(asServer ? SERVER_SERVICE_ACCOUNT : BACKUP_SERVICE_ACCOUNT);
                     expect(t.spec.automountServiceAccountToken).to.equal(false);
                     for (const c of [...(t.spec.initContainers ?? []), ...t.spec.containers]) {
                         const env = envOf(c);

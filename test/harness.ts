@@ -456,7 +456,7 @@ export function stackRun(stack: StackName): Promise<ProgramRun> {
 /**
  * Every optional setting turned away from the stack file at once, so one extra run covers the
  * variants the specs check (KMS, protection, storage, retention, emulator endpoint, autoscaling,
- * Ingress, default permission, served models).
+ * Ingress, default permission, served models, garbage collection).
  */
 export const VARIANT = Object.freeze({
     bucketForceDestroy: false,
@@ -476,6 +476,9 @@ export const VARIANT = Object.freeze({
     ingressHost: "mlflow.example.com",
     ingressClassName: "nginx",
     ingressTlsSecretName: "mlflow-tls",
+    // Garbage collection weekly, with a grace period in days and hours.
+    gcSchedule: "0 4 * * sun",
+    gcOlderThan: "1d12h",
     // One autoscaled model by alias on its own image, one fixed version on the MLflow image.
     servedModels: JSON.stringify([
         { name: "iris", model: "models:/iris@champion", minReplicas: 2, maxReplicas: 4, workers: 2, cpuLimit: "2", memoryLimit: "2Gi",

@@ -22,6 +22,8 @@ describe("NetworkPolicies", () => {
             let stranger: PodEndpoint, otherNamespace: PodEndpoint, dns: PodEndpoint;
             // The variant's served models and their grants CronJob; none on the shipped stacks.
             let models: PodEndpoint[], grants: PodEndpoint[];
+            // The garbage collection CronJob: on dev and the variant, not on minikube.
+            let gc: PodEndpoint[];
             const internet: Endpoint = { ip: "52.216.8.1" };
             before(async () => {
                 r = await renderedRun(label);
@@ -40,10 +42,13 @@ describe("NetworkPolicies", () => {
                     ? [podsOf(r.objects, "CronJob", /serving-grants$/)] : [];
                 expect(models.length, "the variant serves two models").to.equal(label === "variant" ? 2 : 0);
                 expect(grants.length).to.equal(models.length > 0 ? 1 : 0);
+                gc = r.objects.some((o) => o.kind === "CronJob" && /^mlflow-gc$/.test(o.metadata.name))
+                    ? [podsOf(r.objects, "CronJob", /^mlflow-gc$/)] : [];
+                expect(gc.length, "gcSchedule is set on dev and the variant only").to.equal(label === "minikube" ? 0 : 1);
             });
 
-            it("creates six policies in the stack's namespace, and one per served model and for their grants, children of one component using the stack's provider", () => {
-                expect(policies).to.have.length(6 + models.length + grants.length);
+            it("creates six policies in the stack's namespace, and one per served model, for their grants and for garbage collection, children of one component using the stack's provider", () => {
+                expect(policies).to.have.length(6 + models.length + grants.length + gc.length);
                 const recorded = r.run.ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy");
                 const component = r.run.one("mlflow-k8s:kubernetes:NetworkPolicies");
                 for (const np of recorded) {
@@ -64,14 +69,14 @@ describe("NetworkPolicies", () => {
             });
 
             it("gives each workload exactly one policy of its own besides the default deny", () => {
-                for (const pod of [server, migration, postgres, backup, restore, ...models, ...grants]) {
+                for (const pod of [server, migration, postgres, backup, restore, ...models, ...grants, ...gc]) {
                     const own = policies.filter((p) => Object.keys(p.spec.podSelector).length > 0 && selects(p.spec.podSelector, pod.labels));
                     expect(own, JSON.stringify(pod.labels)).to.have.length(1);
                 }
             });
 
-            it("lets only the tracking server, the migration Job, backups, restores and the serving grants reach PostgreSQL, on 5432 only", () => {
-                for (const client of [server, migration, backup, restore, ...grants]) {
+            it("lets only the tracking server, the migration Job, backups, restores, the serving grants and garbage collection reach PostgreSQL, on 5432 only", () => {
+                for (const client of [server, migration, backup, restore, ...grants, ...gc]) {
                     expect(connectionAllowed(r.objects, client, postgres, 5432), JSON.stringify(client.labels)).to.equal(true);
                 }
                 for (const model of models) {
@@ -108,8 +113,8 @@ describe("NetworkPolicies", () => {
                 expect(connectionAllowed(r.objects, server, otherNamespace, 443)).to.equal(false);
             });
 
-            it("limits the egress of the migration Job, backups and restores to DNS, PostgreSQL and HTTPS (S3), and admits nothing", () => {
-                for (const job of [migration, backup, restore]) {
+            it("limits the egress of the migration Job, backups, restores and garbage collection to DNS, PostgreSQL and HTTPS (S3), and admits nothing", () => {
+                for (const job of [migration, backup, restore, ...gc]) {
                     const what = JSON.stringify(job.labels);
                     expect(connectionAllowed(r.objects, job, dns, 53, "UDP"), what).to.equal(true);
                     expect(connectionAllowed(r.objects, job, postgres, 5432), what).to.equal(true);
@@ -117,6 +122,12 @@ describe("NetworkPolicies", () => {
                     expect(connectionAllowed(r.objects, job, internet, 80), what).to.equal(false);
                     expect(connectionAllowed(r.objects, job, server, 5000), what).to.equal(false);
                     expect(connectionAllowed(r.objects, otherNamespace, job, 8080), what).to.equal(false);
+                }
+                for (const job of gc) {
+                    // It deletes artifacts in S3 itself, as the server's identity: it never calls the server.
+                    expect(connectionAllowed(r.objects, job, server, 5000), "gc does not go through the tracking server").to.equal(false);
+                    expect(connectionAllowed(r.objects, job, dns, 53, "TCP")).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, otherNamespace, 443), "HTTPS to the outside, not to pods").to.equal(false);
                 }
             });
 

@@ -9,13 +9,16 @@ import { renderedRun, RUN_LABELS } from "./support/runs";
 describe("Pod Security Standards restricted and hardening", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, backups, restores, model servers and their grants", async () => {
+            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, backups, restores, model servers and their grants, garbage collection", async () => {
                 const { objects, run } = await renderedRun(label);
                 const templates = objects.flatMap((o) => podTemplates(o).map((t) => ({ ...t, name: o.metadata.name })));
                 // Each served model adds a Deployment; having any adds the grants CronJob.
                 const served = servedModelNames(run).length;
                 expect(served, "the variant serves models").to.equal(label === "variant" ? 2 : 0);
-                const expected = ["CronJob", "CronJob", ...(served > 0 ? ["CronJob"] : []), ...Array(1 + served).fill("Deployment"), "Job", "StatefulSet"];
+                // gcSchedule adds the garbage collection CronJob (dev and the variant).
+                const gc = label === "minikube" ? 0 : 1;
+                expect(templates.filter((t) => t.name === "mlflow-gc"), "the gc CronJob").to.have.length(gc);
+                const expected = ["CronJob", "CronJob", ...(served > 0 ? ["CronJob"] : []), ...Array(gc).fill("CronJob"), ...Array(1 + served).fill("Deployment"), "Job", "StatefulSet"];
                 expect(templates.map((t) => t.kind).sort()).to.deep.equal(expected);
                 for (const model of templates.filter((t) => t.name.startsWith("mlflow-model-"))) {
                     expect(model.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["download"]);

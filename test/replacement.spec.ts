@@ -89,6 +89,8 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     backupSchedule: [{ backupSchedule: "@hourly" }, { backupSchedule: "0 0 1 1 *" }],
     backupRetentionDays: [{ backupRetentionDays: 1 }, { backupRetentionDays: 3650 }],
     backupPrefix: [{ backupPrefix: "db-backups" }],
+    gcSchedule: [{ gcSchedule: "@daily" }, { gcSchedule: "*/15 * * * *" }],
+    gcOlderThan: [{ gcSchedule: "@daily", gcOlderThan: "1h" }, { gcSchedule: "@daily", gcOlderThan: "3650d" }],
     corsAllowedOrigins: [{ corsAllowedOrigins: "https://notebooks.example.com,http://localhost:3000" }],
     ingressControllerNamespace: [{ ingressHost: "mlflow.example.com", ingressControllerNamespace: "traefik" }],
     ingressSourceRanges: [{ ingressSourceRanges: "10.0.0.0/16,fd00::/8" }],

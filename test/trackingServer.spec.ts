@@ -208,7 +208,7 @@ describe("MlflowTrackingServer", () => {
             expect(migrateEnv.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef);
             expect(migrate.securityContext.readOnlyRootFilesystem).to.equal(true);
             const scripts = run.one("kubernetes:core/v1:ConfigMap", /^mlflow-scripts$/);
-            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["migrate.py", "serving.py"]);
+            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["migrate.py", "purge.py", "serving.py"]);
             const volume = job.volumes.find((v: any) => v.name === "scripts");
             expect(volume.configMap.name).to.equal(scripts.state.metadata.name);
             expect(job.restartPolicy).to.equal("OnFailure");

@@ -13,6 +13,9 @@ Subcommands read one JSON document on stdin and print one JSON document on stdou
   serving-train    scikit-learn models registered as the admin, for the served-model tests
   serving-rollout  another version of a served model, in an experiment of its own, the alias moved to it
   serving-probe    what a model server's MLflow user can and cannot do
+  gc-seed          runs with artifacts logged through the server, some of them deleted, for garbage collection
+  gc-runs          how the server sees runs now: lifecycle stage (or the error), and their artifacts
+  artifact-objects the objects (current, versions, delete markers) under a key prefix, as the deployer
 
 boto3 and MLflow come from the venv that mirrors the MLflow image (scripts/integration/setup.sh).
 """
@@ -906,6 +909,74 @@ def serving_probe(doc):
     return out
 
 
+# --- garbage collection --------------------------------------------------------------------------
+
+
+def gc_seed(doc):
+    """As the admin, through the server: one experiment, a run per name with params, metrics, tags and
+    artifacts (files and a directory, through the artifact proxy), then the named runs deleted."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    work = Path(doc["workDir"])
+    experiment_id = client.create_experiment(f"gc-{doc['tag']}")
+    runs = {}
+    for name in doc["runs"]:
+        files = work / name
+        (files / "nested").mkdir(parents=True, exist_ok=True)
+        (files / "model.txt").write_text(f"{name}\n" * 200)
+        (files / "nested" / "data.csv").write_text("x,y\n" + "".join(f"{i},{i * i}\n" for i in range(100)))
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+            mlflow.log_params({"alpha": "0.5", "run": name})
+            for step in range(5):
+                mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            mlflow.set_tags({"purpose": "gc", "run": name})
+            mlflow.log_artifacts(str(files), artifact_path="outputs")
+            mlflow.log_text(f"notes of {name}", "notes/readme.txt")
+        runs[name] = {"id": run.info.run_id, "artifactUri": run.info.artifact_uri}
+    for name in doc["delete"]:
+        client.delete_run(runs[name]["id"])
+    return {"experimentId": experiment_id, "runs": runs}
+
+
+def gc_runs(doc):
+    """Each run's lifecycle stage through the server, or the error code it answers with; and, for the
+    runs that exist, the files the server lists under it."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+
+    def files(run_id, path=None):
+        out = []
+        for f in client.list_artifacts(run_id, path):
+            out.extend(files(run_id, f.path) if f.is_dir else [f.path])
+        return sorted(out)
+
+    out = {}
+    for run_id in doc["runIds"]:
+        try:
+            out[run_id] = {"lifecycle": client.get_run(run_id).info.lifecycle_stage, "files": files(run_id)}
+        except MlflowException as e:
+            out[run_id] = {"error": e.error_code}
+    return out
+
+
+def artifact_objects(doc):
+    """Objects under a key prefix, as the deployer: the current ones (key, size, ETag), and how many
+    versions and delete markers the versioned bucket keeps there."""
+    s3, _ = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=doc["bucket"], Prefix=doc["prefix"]):
+        objects.extend({"key": o["Key"], "size": o["Size"], "etag": o["ETag"].strip('"')} for o in page.get("Contents", []))
+    versions = markers = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=doc["bucket"], Prefix=doc["prefix"]):
+        versions += len(page.get("Versions", []))
+        markers += len(page.get("DeleteMarkers", []))
+    return {"objects": sorted(objects, key=lambda o: o["key"]), "versions": versions, "deleteMarkers": markers}
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -927,6 +998,9 @@ def main():
         "serving-train": serving_train,
         "serving-rollout": serving_rollout,
         "serving-probe": serving_probe,
+        "gc-seed": gc_seed,
+        "gc-runs": gc_runs,
+        "artifact-objects": artifact_objects,
     }
     result = handlers[command](doc)
     sys.stdout.write(json.dumps(result) + "\n")
