@@ -150,7 +150,7 @@ new NetworkPolicies("mlflow-network", {
     database: postgres !== undefined
         ? { podSelector: postgres.podSelector, port: postgres.port }
         : { cidrs: external!.egressCidrs, port: external!.port },
-    trackingServer: { podSelector: server.podSelector, port: server.containerPort },
+    trackingServer: { podSelector: server.podSelector, port: server.containerPort, metricsPort: server.metricsPort },
     migration: { podSelector: server.migrationPodSelector },
     backup: { podSelector: backup.backupPodSelector },
     restore: { podSelector: backup.restorePodSelector },

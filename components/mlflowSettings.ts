@@ -20,6 +20,19 @@ export const AUTH_CACHE_MAX_SIZE = 10000;
  * controllers, so a proxy never reuses a connection the server has just closed (HTTP 502).
  */
 export const KEEP_ALIVE_SECONDS = 75;
+/**
+ * Port of the metrics exporter beside the server. Metrics get a port of their own because the
+ * server's port checks the Host header (a scraper connects by pod IP, which must stay refused
+ * there) and asks for a login on every path but `/health`.
+ */
+export const METRICS_PORT = 9090;
+/** Path the exporter answers on (any path works; this is the one the annotations name). */
+export const METRICS_PATH = "/metrics";
+/**
+ * The workers' shared Prometheus directory (`--expose-prometheus`, `PROMETHEUS_MULTIPROC_DIR`): an
+ * emptyDir, since the root filesystem is read-only and every worker writes its own files there.
+ */
+export const METRICS_DIR = "/var/lib/mlflow/prometheus";
 
 /** Where the server finds PostgreSQL. Credentials are not part of it: see {@link databaseUri}. */
 export interface DatabaseEndpoint {
@@ -78,6 +91,12 @@ export interface ServerOptions {
     readonly allowedHosts: readonly string[];
     /** Origins besides localhost allowed to write; none leaves MLflow's default (localhost only). */
     readonly corsAllowedOrigins?: readonly string[];
+    /**
+     * Directory the workers count requests in (`--expose-prometheus`); must be writable and shared by
+     * every worker of the pod.
+     * @default undefined: no metrics
+     */
+    readonly prometheusDir?: string;
 }
 
 /**
@@ -97,6 +116,7 @@ export function serverArgs(o: ServerOptions): string[] {
         "--app-name", "basic-auth",
         "--allowed-hosts", o.allowedHosts.join(","),
         ...((o.corsAllowedOrigins ?? []).length > 0 ? ["--cors-allowed-origins", o.corsAllowedOrigins!.join(",")] : []),
+        ...(o.prometheusDir !== undefined ? ["--expose-prometheus", o.prometheusDir] : []),
         "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS}`,
     ];
 }

@@ -15,8 +15,11 @@ export interface NetworkPoliciesArgs {
     readonly database:
         | { readonly podSelector: PodSelector; readonly port: number }
         | { readonly cidrs: readonly string[]; readonly port: number };
-    /** The tracking server's pods and the container port clients reach. */
-    readonly trackingServer: { readonly podSelector: PodSelector; readonly port: number };
+    /**
+     * The tracking server's pods, the container port clients reach and the port of their metrics
+     * exporter, which scrapers reach by pod IP.
+     */
+    readonly trackingServer: { readonly podSelector: PodSelector; readonly port: number; readonly metricsPort?: number };
     /** The schema migration Job's pods (which take a backup first, so they reach S3 too). */
     readonly migration: { readonly podSelector: PodSelector };
     /** The backup CronJob's pods. */
@@ -112,7 +115,7 @@ export function s3EgressPorts(endpoint?: string): number[] {
 /**
  * NetworkPolicies for the namespace: everything is denied by default, in both directions; then
  * PostgreSQL (in the cluster) accepts its port only from the tracking server, the migration Job and
- * the backup, restore, serving grants and garbage collection pods, and talks to no one (an external database is reached at its CIDRs); the server accepts its port from pods anywhere in the
+ * the backup, restore, serving grants and garbage collection pods, and talks to no one (an external database is reached at its CIDRs); the server accepts its port and its metrics port from pods anywhere in the
  * cluster (and the ingress controller) and reaches only DNS, PostgreSQL and S3 over HTTPS; the
  * migration Job, backups, restores and garbage collection reach only DNS, PostgreSQL and S3, and
  * accept nothing.
@@ -173,6 +176,14 @@ export class NetworkPolicies extends pulumi.ComponentResource {
             from: [{ namespaceSelector: {} }],
             ports: [tcp(args.trackingServer.port)],
         }];
+        if (args.trackingServer.metricsPort !== undefined) {
+            // Prometheus runs in a namespace of its own, whichever the cluster chose; the exporter
+            // serves counters only (no data, no credential), so any pod in the cluster may scrape it.
+            serverIngress.push({
+                from: [{ namespaceSelector: {} }],
+                ports: [tcp(args.trackingServer.metricsPort)],
+            });
+        }
         if (args.ingressControllerNamespace !== undefined) {
             // Covered by the rule above today; kept explicit so narrowing in-cluster access
             // later cannot cut off the Ingress.

@@ -5,7 +5,7 @@ import * as random from "@pulumi/random";
 import type { DefaultPermission, Resources } from "./config";
 import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
-    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT,
+    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, SERVICE_NAME, SERVICE_PORT,
     allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
 } from "./mlflowSettings";
 import { SERVING_SECRET_KEYS, ServingUser } from "./modelServer";
@@ -39,6 +39,17 @@ const DRAIN_SECONDS = 25;
 const TMP_SIZE = "4Gi";
 const SERVER_STORAGE: EphemeralStorage = { request: "512Mi", limit: "5Gi" };
 const JOB_STORAGE: EphemeralStorage = { request: "64Mi", limit: "1Gi" };
+/**
+ * The multiprocess directory: each process keeps a 64 KiB file per metric type (counter, histogram,
+ * gauge), grown as label sets are added; 16 workers, restarts of the container included, stay far
+ * below this.
+ */
+const METRICS_DIR_SIZE = "64Mi";
+/** The exporter beside the server: one Python process reading that directory on each scrape. */
+export const METRICS_EXPORTER_RESOURCES: Resources = Object.freeze({
+    cpuRequest: "10m", cpuLimit: "250m", memoryRequest: "48Mi", memoryLimit: "128Mi",
+});
+const METRICS_EXPORTER_STORAGE: EphemeralStorage = { request: "16Mi", limit: "64Mi" };
 
 /** Keys of the Secret holding the server's own secrets. */
 export const SERVER_SECRET_KEYS = Object.freeze({
@@ -49,6 +60,12 @@ export const SERVER_SECRET_KEYS = Object.freeze({
 /** Directory of the scripts the server's pods run, and where they are mounted. */
 export const SERVER_SCRIPTS_DIR = path.join(__dirname, "server-scripts");
 const SCRIPTS_MOUNT = "/opt/mlflow/server";
+/**
+ * The metrics exporter's script, in a ConfigMap of its own: a change to it rolls the server's pods
+ * only, never the migration Job or the CronJobs that mount the server's scripts.
+ */
+export const METRICS_EXPORTER_DIR = path.join(__dirname, "metrics-exporter");
+const EXPORTER_MOUNT = "/opt/mlflow/metrics";
 /** ServiceAccount of the server's pods: the server identity's role admits it. */
 export const SERVER_SERVICE_ACCOUNT = "mlflow-tracking-server";
 
@@ -156,6 +173,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
     public readonly gcPodSelector: Readonly<Record<string, string>>;
     /** Port the server listens on inside its pods. */
     public readonly containerPort: number = CONTAINER_PORT;
+    /** Port of the pods' metrics exporter, scraped by pod IP (for NetworkPolicies). */
+    public readonly metricsPort: number = METRICS_PORT;
 
     constructor(name: string, args: MlflowTrackingServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-k8s:kubernetes:MlflowTrackingServer", name, {}, opts);
@@ -208,6 +227,10 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
             metadata: meta,
             data: readFiles(SERVER_SCRIPTS_DIR),
+        }, child);
+        const exporterScript = new k8s.core.v1.ConfigMap(`${name}-metrics-exporter`, {
+            metadata: meta,
+            data: readFiles(METRICS_EXPORTER_DIR),
         }, child);
 
         const databaseEnv: k8s.types.input.core.v1.EnvVar[] = [
@@ -351,6 +374,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             artifactsDestination: destination,
             workers: args.workers,
             allowedHosts: allowedHosts(ns, args.ingress?.host),
+            prometheusDir: METRICS_DIR,
             corsAllowedOrigins: corsAllowedOrigins(
                 args.ingress === undefined ? undefined : { host: args.ingress.host, tls: args.ingress.tlsSecretName !== undefined },
                 args.corsAllowedOrigins ?? []),
@@ -366,6 +390,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         ]).apply((values) => checksum(...values));
 
         const httpGetHealth = { path: "/health", port: "http" };
+        // prometheus_client reads the upper-case name; MLflow sets only the deprecated lower-case one.
+        const metricsEnv = { name: "PROMETHEUS_MULTIPROC_DIR", value: METRICS_DIR };
         const deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, {
             metadata: { ...meta, name: `${name}-tracking-server` },
             spec: {
@@ -375,7 +401,14 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                 template: {
                     metadata: {
                         labels: meta.labels,
-                        annotations: { "checksum/config": configChecksum },
+                        annotations: {
+                            "checksum/config": configChecksum,
+                            // The conventional annotations of Prometheus's pod discovery: the exporter's
+                            // port, which answers by pod IP without a login (README, "Monitoring").
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": String(METRICS_PORT),
+                            "prometheus.io/path": METRICS_PATH,
+                        },
                     },
                     spec: {
                         ...podSpecBase,
@@ -398,7 +431,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             command: ["mlflow"],
                             args: args_,
                             ports: [{ name: "http", containerPort: CONTAINER_PORT, protocol: "TCP" }],
-                            env: serverEnv,
+                            env: [...serverEnv, metricsEnv],
                             // /health answers without auth and skips the Host check.
                             startupProbe: { httpGet: httpGetHealth, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
                             readinessProbe: { httpGet: httpGetHealth, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
@@ -413,12 +446,38 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             volumeMounts: [
                                 tmpMount,
                                 { name: "auth-config", mountPath: AUTH_CONFIG_DIR, readOnly: true },
+                                { name: "metrics", mountPath: METRICS_DIR },
                                 ...databaseCaMounts(args.database),
+                            ],
+                        }, {
+                            // Sums the workers' counters on each scrape and serves them on a port of
+                            // its own, without the Host check and login of the server's port. It
+                            // reads the directory, holds no credential and reaches nothing.
+                            ...container,
+                            resources: resourceRequirements(METRICS_EXPORTER_RESOURCES, METRICS_EXPORTER_STORAGE),
+                            name: "metrics",
+                            workingDir: EXPORTER_MOUNT,
+                            command: ["python"],
+                            args: [`${EXPORTER_MOUNT}/metrics.py`, "--host", "0.0.0.0", "--port", String(METRICS_PORT)],
+                            ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }],
+                            env: [{ name: "PYTHONDONTWRITEBYTECODE", value: "1" }, metricsEnv],
+                            // Ready once it listens, which it does within a second of starting: the
+                            // server's pods are not held out of the Service by a slow scrape. A hung
+                            // exporter (its port open, no answer) is restarted instead.
+                            readinessProbe: { tcpSocket: { port: "metrics" }, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+                            livenessProbe: { httpGet: { path: METRICS_PATH, port: "metrics" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 3 },
+                            // Stops with the server: a last scrape while the endpoint goes still answers.
+                            lifecycle: { preStop: { exec: { command: ["sleep", String(PRE_STOP_SECONDS)] } } },
+                            volumeMounts: [
+                                { name: "metrics", mountPath: METRICS_DIR, readOnly: true },
+                                { name: "metrics-exporter", mountPath: EXPORTER_MOUNT, readOnly: true },
                             ],
                         }],
                         volumes: [
                             tmpVolume,
                             { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
+                            emptyDir("metrics", METRICS_DIR_SIZE),
+                            { name: "metrics-exporter", configMap: { name: exporterScript.metadata.name, defaultMode: 0o444 } },
                             ...databaseCaVolumes(args.database),
                         ],
                     },

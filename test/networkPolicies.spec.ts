@@ -104,6 +104,21 @@ describe("NetworkPolicies", () => {
                 expect(connectionAllowed(r.objects, otherNamespace, migration, port)).to.equal(false);
             });
 
+            it("opens the server's metrics port to scrapers anywhere in the cluster, and to no one outside", () => {
+                const containers = r.objects.find((o) => o.kind === "Deployment" && o.metadata.name.endsWith("-tracking-server")).spec.template.spec.containers;
+                const port = containers.find((c: any) => c.name === "metrics").ports[0].containerPort;
+                expect(port).to.equal(9090);
+                const prometheus: PodEndpoint = { namespace: "monitoring", labels: { "app.kubernetes.io/name": "prometheus" } };
+                expect(connectionAllowed(r.objects, prometheus, server, port)).to.equal(true);
+                expect(connectionAllowed(r.objects, otherNamespace, server, port)).to.equal(true);
+                expect(connectionAllowed(r.objects, internet, server, port)).to.equal(false);
+                expect(connectionAllowed(r.objects, stranger, server, port)).to.equal(false, "egress of an unlisted pod in the namespace is denied");
+                // Only the server's pods have the port open: PostgreSQL and the Jobs stay closed on it.
+                expect(connectionAllowed(r.objects, prometheus, postgres, port)).to.equal(false);
+                expect(connectionAllowed(r.objects, prometheus, migration, port)).to.equal(false);
+                expect(connectionAllowed(r.objects, prometheus, server, port + 1)).to.equal(false);
+            });
+
             it("limits the server's egress to DNS in kube-system, PostgreSQL and HTTPS", () => {
                 expect(connectionAllowed(r.objects, server, dns, 53, "UDP")).to.equal(true);
                 expect(connectionAllowed(r.objects, server, dns, 53, "TCP")).to.equal(true);
@@ -164,8 +179,9 @@ describe("NetworkPolicies", () => {
         it("names the ingress controller's namespace and opens the emulator's port", async () => {
             const r = await renderedRun("variant");
             const server = r.objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name.includes("tracking-server"));
-            expect(server.spec.ingress.map((i: any) => i.from[0].namespaceSelector)).to.deep.equal([
-                {}, { matchLabels: { "kubernetes.io/metadata.name": "ingress-nginx" } },
+            // The API port from anywhere in the cluster, the metrics port likewise, then the controller's namespace.
+            expect(server.spec.ingress.map((i: any) => [i.from[0].namespaceSelector, i.ports.map((p: any) => p.port)])).to.deep.equal([
+                [{}, [5000]], [{}, [9090]], [{ matchLabels: { "kubernetes.io/metadata.name": "ingress-nginx" } }, [5000]],
             ]);
             const ports = server.spec.egress.at(-1).ports.map((p: any) => p.port);
             expect(ports).to.deep.equal([443, 5000]);
@@ -175,7 +191,8 @@ describe("NetworkPolicies", () => {
             for (const stack of ["dev", "minikube"]) {
                 const r = await renderedRun(stack);
                 const server = r.objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name.includes("tracking-server"));
-                expect(server.spec.ingress, stack).to.have.length(1);
+                // The API port and the metrics port, both from pods anywhere in the cluster.
+                expect(server.spec.ingress.map((i: any) => i.ports[0].port), stack).to.deep.equal([5000, 9090]);
             }
         });
     });

@@ -1,8 +1,10 @@
+import * as fs from "fs";
+import * as path from "path";
 import { expect } from "chai";
-import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, SERVICE_NAME, SERVICE_PORT } from "../components/mlflowSettings";
+import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, SERVICE_NAME, SERVICE_PORT, serverArgs } from "../components/mlflowSettings";
 import { S3_SECRET_KEYS } from "../components/s3Credentials";
 import { parseQuantity } from "../components/config";
-import { MIGRATION_DEADLINE_SECONDS, ROLLOUT_TIMEOUT_SECONDS, SERVER_SECRET_KEYS } from "../components/trackingServer";
+import { METRICS_EXPORTER_RESOURCES, MIGRATION_DEADLINE_SECONDS, ROLLOUT_TIMEOUT_SECONDS, METRICS_EXPORTER_DIR, SERVER_SECRET_KEYS } from "../components/trackingServer";
 import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
 import { ProgramRun, runProgram, stackRun, variantRun } from "./harness";
 
@@ -269,6 +271,77 @@ describe("MlflowTrackingServer", () => {
             }
             const job = run.one(JOB).inputs.spec.template.metadata.labels;
             expect(Object.entries(svc.spec.selector).every(([k, v]) => job[k] === v), "the migration Job is not a backend").to.equal(false);
+        });
+    });
+
+    describe("Prometheus metrics", () => {
+        let exporter: any;
+        let template: any;
+        before(() => {
+            template = run.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template;
+            expect(pod.containers.map((c: any) => c.name)).to.deep.equal(["mlflow", "metrics"]);
+            exporter = pod.containers[1];
+        });
+
+        it("has the workers count requests in a shared directory, and nothing else changes on the server's port", () => {
+            expect(flag(server.args, "--expose-prometheus")).to.equal(METRICS_DIR);
+            expect(env.PROMETHEUS_MULTIPROC_DIR).to.deep.equal({ name: "PROMETHEUS_MULTIPROC_DIR", value: METRICS_DIR });
+            // The server's port keeps its Host check (no pod IP, no wildcard) and basic auth.
+            const hosts = flag(server.args, "--allowed-hosts")!.split(",");
+            expect(hosts).to.not.include("*");
+            expect(hosts.filter((h) => /^\d|^\[/.test(h) && !h.startsWith("127.0.0.1"))).to.deep.equal([]);
+            expect(flag(server.args, "--app-name")).to.equal("basic-auth");
+            expect(serverArgs({ backendStoreUri: "b", artifactsDestination: "s3://x/y", workers: 1, allowedHosts: ["h"] }))
+                .to.not.include("--expose-prometheus");
+        });
+
+        it("keeps that directory on a size-limited emptyDir, the root filesystem read-only", () => {
+            const volume = pod.volumes.find((v: any) => v.name === "metrics");
+            expect(volume).to.deep.equal({ name: "metrics", emptyDir: { sizeLimit: "64Mi" } });
+            expect(server.volumeMounts).to.deep.include({ name: "metrics", mountPath: METRICS_DIR });
+            expect(exporter.volumeMounts).to.deep.include({ name: "metrics", mountPath: METRICS_DIR, readOnly: true });
+            for (const c of [server, exporter]) {
+                expect(c.securityContext.readOnlyRootFilesystem, c.name).to.equal(true);
+            }
+            // Nothing else of the exporter is writable.
+            expect(exporter.volumeMounts.filter((m: any) => m.readOnly !== true)).to.deep.equal([]);
+        });
+
+        it("serves them on a port of its own, from the server's image, with the mounted exporter script", () => {
+            expect(exporter.image).to.equal(MLFLOW_IMAGE);
+            expect(exporter.command).to.deep.equal(["python"]);
+            expect(exporter.args).to.deep.equal(["/opt/mlflow/metrics/metrics.py", "--host", "0.0.0.0", "--port", String(METRICS_PORT)]);
+            expect(exporter.ports).to.deep.equal([{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }]);
+            expect(METRICS_PORT).to.not.equal(CONTAINER_PORT);
+            expect(exporter.env).to.deep.include({ name: "PROMETHEUS_MULTIPROC_DIR", value: METRICS_DIR });
+            // No credential of any kind reaches it.
+            expect(exporter.env.filter((e: any) => e.valueFrom !== undefined)).to.deep.equal([]);
+            // Its own ConfigMap: the migration Job and the CronJobs do not mount it, so a change to it rolls the pods only.
+            const configMap = run.one("kubernetes:core/v1:ConfigMap", /^mlflow-metrics-exporter$/);
+            expect(configMap.inputs.data).to.deep.equal({ "metrics.py": fs.readFileSync(path.join(METRICS_EXPORTER_DIR, "metrics.py"), "utf8") });
+            expect(pod.volumes.find((v: any) => v.name === "metrics-exporter"))
+                .to.deep.equal({ name: "metrics-exporter", configMap: { name: configMap.state.metadata.name, defaultMode: 0o444 } });
+            expect(exporter.volumeMounts).to.deep.include({ name: "metrics-exporter", mountPath: "/opt/mlflow/metrics", readOnly: true });
+            expect(pod.volumes.map((v: any) => v.name)).to.not.include("scripts");
+            const job = run.one(JOB).inputs.spec.template.spec;
+            expect(job.volumes.map((v: any) => v.name)).to.not.include("metrics-exporter");
+        });
+
+        it("is ready once it listens, restarted when it stops answering, and sized apart from the server", () => {
+            expect(exporter.readinessProbe.tcpSocket).to.deep.equal({ port: "metrics" });
+            expect(exporter.readinessProbe.httpGet).to.equal(undefined, "a slow scrape must not take the server out of its Service");
+            expect(exporter.livenessProbe.httpGet).to.deep.equal({ path: METRICS_PATH, port: "metrics" });
+            expect(exporter.resources.limits).to.deep.include({ cpu: METRICS_EXPORTER_RESOURCES.cpuLimit, memory: METRICS_EXPORTER_RESOURCES.memoryLimit });
+            expect(exporter.resources.requests).to.deep.include({ cpu: METRICS_EXPORTER_RESOURCES.cpuRequest, memory: METRICS_EXPORTER_RESOURCES.memoryRequest });
+        });
+
+        it("tells Prometheus's pod discovery where to scrape", () => {
+            expect(template.metadata.annotations).to.deep.include({
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": String(METRICS_PORT),
+                "prometheus.io/path": METRICS_PATH,
+            });
+            expect(METRICS_PATH).to.equal("/metrics");
         });
     });
 

@@ -14,7 +14,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { chromium } from "playwright-core";
-import { MLFLOW_IMAGE } from "../../components/versions";
+import { MLFLOW_IMAGE, MLFLOW_VERSION } from "../../components/versions";
 import { ROOT } from "../harness";
 import { runToCompletion, setPidFile, stopAll, tail } from "./lib/processes";
 import { CACHE, MLFLOW_VENV, MOTO_VENV, Platform, arg, phase, printPhases, request } from "./lib/platform";
@@ -44,7 +44,7 @@ const CHROMIUM_FLAGS = [
  */
 const IMAGE_VARIANT_MODULES: Record<string, readonly string[]> = {
     "": [],
-    "-full": ["psycopg2", "psycopg", "boto3", "flask_wtf", "uvloop", "httptools"],
+    "-full": ["psycopg2", "psycopg", "boto3", "flask_wtf", "uvloop", "httptools", "prometheus_flask_exporter", "prometheus_client"],
 };
 
 describe(`contract: the rendered ${STACK} configuration runs for real`, function () {
@@ -97,7 +97,7 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
 
         const probe = await runToCompletion(path.join(MLFLOW_VENV, "bin", "python"), ["-c",
             "import importlib.util, json, mlflow; print(json.dumps({'version': mlflow.__version__, 'modules': " +
-            "{m: importlib.util.find_spec(m) is not None for m in ['psycopg2', 'psycopg', 'boto3', 'flask_wtf', 'uvloop', 'httptools']}}))"],
+            "{m: importlib.util.find_spec(m) is not None for m in ['psycopg2', 'psycopg', 'boto3', 'flask_wtf', 'uvloop', 'httptools', 'prometheus_flask_exporter', 'prometheus_client']}}))"],
         { env: { PATH: process.env.PATH } });
         const venv = JSON.parse(probe.stdout);
         expect(venv.version, `the venv's MLflow must be the image's (${image})`).to.equal(tagVersion);
@@ -114,6 +114,10 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         }
         if (serverArgs.includes("basic-auth")) {
             needed.add("flask_wtf");
+        }
+        if (serverArgs.includes("--expose-prometheus")) {
+            // MLflow's exporter in the workers, and the client library the exporter beside them reads with.
+            needed.add("prometheus_flask_exporter").add("prometheus_client");
         }
         const carried = IMAGE_VARIANT_MODULES[variant] ?? [];
         const lacking = [...needed].filter((mod) => !carried.includes(mod));
@@ -420,6 +424,60 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         }
     });
 
+    it("is scraped by pod IP on its annotated metrics port, request counters moving with traffic, while the API by pod IP stays refused", async function () {
+        const template = p.r.one(TYPES.deployment, /deployment/).inputs.spec.template;
+        const annotations = template.metadata.annotations;
+        expect(annotations["prometheus.io/scrape"]).to.equal("true");
+        const metricsPort = Number(annotations["prometheus.io/port"]);
+        const metricsPath: string = annotations["prometheus.io/path"];
+        // The annotated port is a container port of the pod, served by the exporter beside the server.
+        const exporter = p.server.sidecars.find((c) => c.container.spec.ports.some((x: any) => x.containerPort === metricsPort));
+        expect(exporter, `a container of the pod listens on ${metricsPort}`).to.not.equal(undefined);
+        // A scraper connects to the pod IP: that is its Host header, and it has no MLflow login.
+        const podIpHost = `10.244.0.10:${metricsPort}`;
+        const scrape = async (): Promise<Map<string, number>> => {
+            const res = await request(exporter!.port, { path: metricsPath, host: podIpHost });
+            expect(res.status, `scrape of ${metricsPath}: ${res.body.toString().slice(0, 300)}`).to.equal(200);
+            return parseMetrics(res.body.toString());
+        };
+        const before = await scrape();
+
+        const auth = `${p.admin.user}:${p.admin.password}`;
+        const host = `127.0.0.1:${p.server.port}`;
+        const gets = 7, posts = 5, denied = 3;
+        for (let i = 0; i < gets; i++) {
+            expect((await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host, auth })).status).to.equal(200);
+        }
+        for (let i = 0; i < posts; i++) {
+            expect((await request(p.server.port, { path: "/api/2.0/mlflow/runs/search", host, auth, method: "POST", json: { max_results: 1 } })).status).to.equal(200);
+        }
+        for (let i = 0; i < denied; i++) {
+            expect((await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host })).status).to.equal(401);
+        }
+        const after = await scrape();
+        const moved = (name: string, labels: Record<string, string>) => sum(after, name, labels) - sum(before, name, labels);
+        // Every request was counted by whichever worker served it (uvicorn spreads them), summed
+        // across the workers' files by the exporter.
+        expect(moved("mlflow_http_request_total", { method: "GET", status: "200" }), "GET 200").to.be.at.least(gets);
+        expect(moved("mlflow_http_request_total", { method: "POST", status: "200" }), "POST 200").to.be.at.least(posts);
+        expect(moved("mlflow_http_request_total", { method: "GET", status: "401" }), "GET 401").to.be.at.least(denied);
+        expect(moved("mlflow_http_request_duration_seconds_count", { method: "POST", status: "200" }), "POST latency samples").to.be.at.least(posts);
+        expect([...after.keys()].filter((k) => k.startsWith("mlflow_http_request_duration_seconds_count{"))
+            .every((k) => k.includes(`mlflow_version="${MLFLOW_VERSION}"`)), "latencies labelled with the server's version").to.equal(true);
+
+        // The same pod-IP Host is refused by the server's own port: the API, and MLflow's /metrics there.
+        for (const path_ of ["/api/2.0/mlflow/experiments/search?max_results=1", "/metrics"]) {
+            for (const podHost of [`10.244.0.10:${arg(p.server.container.argv, "--port")}`, podIpHost]) {
+                const res = await request(p.server.port, { path: path_, host: podHost, auth });
+                expect(res.status, `${path_} with Host ${podHost} on the server's port`).to.equal(403);
+            }
+        }
+        // The exporter serves counters and nothing else, whatever the path.
+        const api = await request(exporter!.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: podIpHost });
+        expect(api.body.toString()).to.not.include("experiment_id");
+        expect(api.body.toString()).to.match(/^# HELP /m);
+    });
+
     it("shows the experiment and its runs in the UI to a logged-in user (screenshot)", async function () {
         await phase("UI screenshot (Chromium)", async () => {
             const profile = fs.mkdtempSync(path.join(RUN, "chromium-"));
@@ -482,3 +540,26 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         }
     });
 });
+
+/** Samples of Prometheus's text format: `name{labels}` → value. */
+function parseMetrics(text: string): Map<string, number> {
+    const samples = new Map<string, number>();
+    for (const line of text.split("\n")) {
+        const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+        if (m !== null) {
+            samples.set(`${m[1]}${m[2] ?? ""}`, Number(m[3]));
+        }
+    }
+    return samples;
+}
+
+/** The sum of a metric's samples whose labels include `labels`. */
+function sum(samples: Map<string, number>, name: string, labels: Record<string, string>): number {
+    let total = 0;
+    for (const [key, value] of samples) {
+        if ((key === name || key.startsWith(`${name}{`)) && Object.entries(labels).every(([k, v]) => key.includes(`${k}="${v}"`))) {
+            total += value;
+        }
+    }
+    return total;
+}

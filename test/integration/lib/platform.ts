@@ -52,6 +52,11 @@ export interface ServerPod {
     readonly service: Service;
     readonly port: number;
     readonly container: LocalContainer;
+    /**
+     * The pod's other containers (the tracking server's metrics exporter), each on a free loopback
+     * port instead of its rendered `--port`, by the name of that container port.
+     */
+    readonly sidecars: ReadonlyArray<{ readonly container: LocalContainer; readonly service: Service; readonly portName: string; readonly port: number }>;
 }
 
 /**
@@ -459,7 +464,10 @@ export class Platform {
             const result = await runContainer(pod.container, log, preStop.exec.command, graceMs);
             expect(result.code, `preStop hook:\n${result.stderr.slice(-2000)}`).to.equal(0);
         }
-        return stopContainer(pod.service, Math.max(0, graceMs - (Date.now() - started)));
+        // Every container gets SIGTERM at once, within the same grace period.
+        const remaining = Math.max(0, graceMs - (Date.now() - started));
+        const [main] = await Promise.all([stopContainer(pod.service, remaining), ...pod.sidecars.map((c) => stopContainer(c.service, remaining))]);
+        return main;
     }
 
     /** Starts one pod of the tracking server and waits for its probes. */
@@ -482,9 +490,9 @@ export class Platform {
 
     /**
      * Starts one pod of a Deployment as the kubelet does: its init containers in order, each to
-     * completion (stopping at the first failure), then its one container, listening on a free
+     * completion (stopping at the first failure), then its containers: the first listening on a free
      * loopback port instead of the rendered `--host 0.0.0.0 --port <container port named http>`,
-     * until its startup and readiness probes pass.
+     * until its startup and readiness probes pass; any others (sidecars) on free ports of their own.
      * @param label names the pod's volumes and logs (`<label>-<n>`)
      * @param addresses cluster address → loopback address for this pod's containers only
      */
@@ -504,7 +512,6 @@ export class Platform {
             }
         }
         const t1 = Date.now();
-        expect(spec.containers, `${deployment.name}: one container`).to.have.length(1);
         const lc = resolve(spec.containers[0].name);
         const httpPort = lc.spec.ports.find((p: any) => p.name === "http");
         expect(httpPort, `${deployment.name}: container port named http`).to.not.equal(undefined);
@@ -525,8 +532,21 @@ export class Platform {
             return request(port, { path: p.httpGet.path, host: `10.244.0.10:${httpPort.containerPort}` })
                 .then((res) => res.status >= 200 && res.status < 400, () => false);
         };
+        // The other containers start with it, as the kubelet starts them; each listens on the one port
+        // it renders, moved to a free loopback port like the server's.
+        const sidecars = await Promise.all(spec.containers.slice(1).map(async (c: any) => {
+            const sc = resolve(c.name);
+            expect(sc.spec.ports, `${deployment.name}/${c.name}: one container port`).to.have.length(1);
+            const rendered = sc.spec.ports[0];
+            expect(arg(sc.argv, "--host"), `${c.name} --host`).to.equal("0.0.0.0");
+            expect(arg(sc.argv, "--port"), `${c.name} --port`).to.equal(String(rendered.containerPort));
+            const scPort = await freePort();
+            const scArgv = sc.argv.map((a, i) =>
+                sc.argv[i - 1] === "--host" ? "127.0.0.1" : sc.argv[i - 1] === "--port" ? String(scPort) : a);
+            return { container: sc, service: startContainer(sc, path.join(this.logs, `${name}-${c.name}.log`), scArgv), portName: rendered.name as string, port: scPort };
+        }));
         await waitForProbes(lc, service, probe);
-        return { init, pod: { workload: deployment, service, port, container: lc }, initSeconds: (t1 - t0) / 1000, readySeconds: (Date.now() - t1) / 1000 };
+        return { init, pod: { workload: deployment, service, port, container: lc, sidecars }, initSeconds: (t1 - t0) / 1000, readySeconds: (Date.now() - t1) / 1000 };
     }
 
     /** The tracking URI a client on this machine uses: the rendered port-forward URL, on the first pod's port. */
