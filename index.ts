@@ -27,6 +27,7 @@ import { Postgres, SECRET_KEYS } from "./components/postgres";
 import { POSTGRES_MAJOR } from "./components/versions";
 import { s3AccessOf } from "./components/s3Credentials";
 import { ModelServer, ServingCredentials } from "./components/modelServer";
+import { podOverridesTransformation } from "./components/podOverrides";
 import { MlflowTrackingServer, SERVER_SERVICE_ACCOUNT } from "./components/trackingServer";
 
 const config = loadConfig();
@@ -75,7 +76,9 @@ const artifacts = new ArtifactStore("mlflow-artifacts", {
 const keepVolume = config.protectData || config.postgres.volumeRetention === "Retain";
 const namespace = createNamespace("mlflow-namespace", config.namespace, providers.kubernetes,
     { dependsOn: [guard], protect: config.protectData, retainOnDelete: keepVolume });
-const k8sOpts = { providers: { kubernetes: providers.kubernetes }, dependsOn: [namespace] };
+// The escape hatches (extra env, pull secrets, a mirror, placement, pod metadata) reach every pod
+// any component makes through one transformation.
+const k8sOpts = { providers: { kubernetes: providers.kubernetes }, dependsOn: [namespace], transformations: [podOverridesTransformation(config.pods)] };
 
 const external = config.database.mode === "external" ? config.database : undefined;
 const postgres = external !== undefined ? undefined : new Postgres("mlflow-postgres", {

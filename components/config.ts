@@ -10,6 +10,7 @@ import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 // The same rule the policy pack holds every container to.
 import { isPinnedImage } from "../policy/checks/podSecurity";
+import { type PodOverrides, parsePodOverrides } from "./podOverrides";
 import {
     DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
@@ -184,6 +185,8 @@ export interface StackConfig {
         /** Browser origins allowed to make state-changing API calls besides the Ingress's own. */
         readonly corsAllowedOrigins: readonly string[];
     };
+    /** Escape hatches applied to every pod (extra env, pull secrets, a mirror, placement, annotations and labels). */
+    readonly pods: PodOverrides;
     readonly network: {
         /** Namespace of the ingress controller admitted to the server when there is an Ingress. */
         readonly ingressControllerNamespace: string;
@@ -432,6 +435,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
     const database = parseDatabase({ raw, optional, required, integer, oneOf, list, fail }, isSecret);
 
     const servedModels = parseServedModels(raw("servedModels"), fail);
+    const pods = parsePodOverrides(raw, fail);
 
     const replicas = integer("mlflowReplicas", 1, 100);
     const maxReplicas = integer("mlflowMaxReplicas", 0, 100);
@@ -534,6 +538,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
             ingress: ingressHost === undefined ? undefined : { host: ingressHost, className: ingressClassName, tlsSecretName },
             corsAllowedOrigins,
         },
+        pods,
         network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress },
     });
 }
@@ -571,11 +576,14 @@ interface Readers {
 }
 
 /**
- * Keys holding a list of objects, which Pulumi.yaml cannot declare (its config types are strings,
- * integers, booleans and arrays of those; a declared type would make the CLI refuse the value).
- * They are documented in a comment there and in the README instead.
+ * Keys holding a list of objects or a map, which Pulumi.yaml cannot declare (its config types are
+ * strings, integers, booleans and arrays of those; a declared type would make the CLI refuse the
+ * value). They are documented in a comment there and in the README instead.
  */
-export const STRUCTURED_KEYS: readonly string[] = ["servedModels"];
+export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "extraEnv", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels"];
+
+/** The {@link STRUCTURED_KEYS} that hold a map (of strings) rather than a list. */
+export const STRUCTURED_MAP_KEYS: readonly string[] = ["nodeSelector", "podAnnotations", "podLabels"];
 
 const MODEL_URI = /^models:\/([A-Za-z0-9][A-Za-z0-9._ -]{0,199})(?:@([A-Za-z0-9_-]{1,255})|\/([1-9][0-9]{0,9}))$/;
 const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image"];

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, PROJECT, STRUCTURED_KEYS, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
+import { ConfigError, PROJECT, STRUCTURED_KEYS, STRUCTURED_MAP_KEYS, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
 import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
 import { expectRejected as expectRejectedBy } from "./support/configErrors";
 
@@ -64,7 +64,8 @@ describe("config", () => {
             }
             expect([...rows.keys()].sort()).to.deep.equal([...Object.keys(schema), ...STRUCTURED_KEYS].sort());
             for (const key of STRUCTURED_KEYS) {
-                expect(rows.get(key), key).to.deep.equal({ type: "list", def: "`[]`" });
+                const expected = STRUCTURED_MAP_KEYS.includes(key) ? { type: "map", def: "`{}`" } : { type: "list", def: "`[]`" };
+                expect(rows.get(key), key).to.deep.equal(expected);
             }
             for (const [key, spec] of Object.entries(schema)) {
                 expect(rows.get(key)!.type, key).to.equal(spec.type);

@@ -485,6 +485,20 @@ export const VARIANT = Object.freeze({
             image: "registry.example.com/models/iris:1.4.2" },
         { name: "churn", model: "models:/Churn Model/3" },
     ]),
+    // Every escape hatch, applied to every pod: a proxy and a variable from a Secret, a mirror with its
+    // pull secret, a dedicated node pool spread over zones, the team's metadata.
+    extraEnv: JSON.stringify([
+        { name: "HTTPS_PROXY", value: "http://proxy.example.com:3128" },
+        { name: "NO_PROXY", value: ".svc,.cluster.local,10.0.0.0/8" },
+        { name: "SENTRY_DSN", secretName: "observability", secretKey: "sentry-dsn", optional: true },
+    ]),
+    imagePullSecrets: "registry-credentials",
+    imageRegistry: "registry.example.com/mirror",
+    nodeSelector: JSON.stringify({ "kubernetes.io/arch": "amd64", "node.example.com/pool": "ml" }),
+    tolerations: JSON.stringify([{ key: "dedicated", operator: "Equal", value: "ml", effect: "NoSchedule" }]),
+    topologySpreadConstraints: JSON.stringify([{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway" }]),
+    podAnnotations: JSON.stringify({ "example.com/team": "ml-platform" }),
+    podLabels: JSON.stringify({ team: "ml-platform" }),
 });
 
 let variant: Promise<ProgramRun> | undefined;

@@ -99,6 +99,18 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
         { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris@champion" }]) },
         { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris/7", minReplicas: 2, maxReplicas: 5 }, { name: "churn", model: "models:/churn@prod" }]) },
     ],
+    // The escape hatches change every pod template, PostgreSQL's included: a rolling update, never a new claim.
+    extraEnv: [
+        { extraEnv: JSON.stringify([{ name: "HTTPS_PROXY", value: "http://proxy.example.com:3128" }]) },
+        { extraEnv: JSON.stringify([{ name: "SENTRY_DSN", secretName: "observability", secretKey: "dsn" }]) },
+    ],
+    imagePullSecrets: [{ imagePullSecrets: "registry-credentials,mirror-credentials" }],
+    imageRegistry: [{ imageRegistry: "registry.example.com/mirror" }, { imageRegistry: "123456789012.dkr.ecr.eu-west-1.amazonaws.com" }],
+    nodeSelector: [{ nodeSelector: JSON.stringify({ "node.example.com/pool": "ml" }) }],
+    tolerations: [{ tolerations: JSON.stringify([{ key: "dedicated", operator: "Equal", value: "ml", effect: "NoSchedule" }]) }],
+    topologySpreadConstraints: [{ topologySpreadConstraints: JSON.stringify([{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "DoNotSchedule" }]) }],
+    podAnnotations: [{ podAnnotations: JSON.stringify({ "example.com/team": "ml-platform" }) }],
+    podLabels: [{ podLabels: JSON.stringify({ team: "ml-platform", "cost-center": "4711" }) }],
 };
 
 /** Bumps of the pinned versions in components/versions.ts, each with the values derived from it. */

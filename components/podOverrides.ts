@@ -1,0 +1,469 @@
+/**
+ * Escape hatches: settings an operator applies to every pod the program makes (the server, the
+ * migration Job, PostgreSQL, the backups and restores, garbage collection, the model servers and
+ * their grants) without editing a component. Each is validated here, before anything is created,
+ * and none can add a privilege: the pods stay inside Pod Security `restricted`.
+ *
+ * They are applied by one resource transformation on every Kubernetes component, so a pod a future
+ * component adds gets them too (the unit suite checks every rendered pod template).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { MLFLOW_IMAGE, POSTGRES_IMAGE } from "./versions";
+
+/** An extra environment variable: a plain value, or one key of a Secret that already exists in the namespace. */
+export type ExtraEnv =
+    | { readonly name: string; readonly value: string }
+    | { readonly name: string; readonly secretName: string; readonly secretKey: string; readonly optional: boolean };
+
+/** A toleration, as Kubernetes spells it. */
+export interface Toleration {
+    readonly key?: string;
+    readonly operator: "Exists" | "Equal";
+    readonly value?: string;
+    readonly effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+    readonly tolerationSeconds?: number;
+}
+
+/**
+ * A topology spread constraint without its label selector: each workload's constraint selects that
+ * workload's own pods (its selector labels), which the operator need not know.
+ */
+export interface TopologySpread {
+    readonly maxSkew: number;
+    readonly topologyKey: string;
+    readonly whenUnsatisfiable: "DoNotSchedule" | "ScheduleAnyway";
+    readonly minDomains?: number;
+}
+
+/** What the escape hatches add to every pod. Empty values add nothing. */
+export interface PodOverrides {
+    /** `extraEnv`: appended to every container's environment, init containers included. */
+    readonly env: readonly ExtraEnv[];
+    /** `imagePullSecrets`: Secrets in the namespace holding registry credentials. */
+    readonly imagePullSecrets: readonly string[];
+    /** `imageRegistry`: a mirror serving the program's own images under the same paths. */
+    readonly imageRegistry?: string;
+    readonly nodeSelector: Readonly<Record<string, string>>;
+    readonly tolerations: readonly Toleration[];
+    readonly topologySpreadConstraints: readonly TopologySpread[];
+    readonly annotations: Readonly<Record<string, string>>;
+    readonly labels: Readonly<Record<string, string>>;
+}
+
+/** The config keys of the escape hatches, as `pulumi config set` names them. */
+export const POD_OVERRIDE_KEYS = [
+    "extraEnv", "imagePullSecrets", "imageRegistry", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels",
+] as const;
+
+/**
+ * Environment variables the program sets itself in some container. An extra variable of the same
+ * name would be a duplicate entry (refused by the API server's apply) or would silently change what
+ * the program configured (`mlflowDbPoolSize`, say, has a key of its own). The unit suite checks
+ * that every name a rendered container sets is reserved here.
+ */
+export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
+    "HOME", "PYTHONDONTWRITEBYTECODE", "SERVED_MODELS", "MODEL_URI", "MODEL_DIR", "PROMETHEUS_MULTIPROC_DIR",
+    "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_DB", "MLFLOW_AUTH_DB",
+    "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MLFLOW_CRYPTO_KEK_PASSPHRASE", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+    "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_S3_ENDPOINT_URL", "__pyfunc_model_path__",
+]);
+
+/**
+ * Prefixes reserved whole: `AWS_` carries the pods' AWS identity and `PG` the database login (libpq
+ * reads every `PG*` variable), `POSTGRES_` configures the PostgreSQL image and `BACKUP_`/`RESTORE_`
+ * the backup scripts, `SERVING_` the model servers' users. An extra variable there could swap an identity the program scoped.
+ */
+export const RESERVED_ENV_PREFIXES: readonly string[] = ["AWS_", "PG", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_"];
+
+/** Whether the program reserves an environment variable's name. */
+export function isReservedEnvName(name: string): boolean {
+    return RESERVED_ENV_NAMES.has(name) || RESERVED_ENV_PREFIXES.some((p) => name.startsWith(p));
+}
+
+// A name that reads like a credential: its value belongs in a Secret, never in a pod spec.
+const CREDENTIAL_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|_KEY$|^KEY$)/i;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+// A registry host (with a dot, a port or `localhost`, as container runtimes tell a host from a
+// Docker Hub namespace), with an optional path under which the mirror serves the images.
+const REGISTRY = /^([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|localhost|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*:\d{1,5})(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+
+/**
+ * Annotation keys refused on pods: the ones the program sets (content checksums that roll the pods,
+ * Prometheus's discovery annotations) and the ones that change a container's confinement (AppArmor
+ * and the legacy seccomp annotations).
+ */
+const RESERVED_ANNOTATION = /^(checksum\/|prometheus\.io\/)|apparmor\.security\.beta\.kubernetes\.io|seccomp\.security\.alpha\.kubernetes\.io/;
+
+/** Label keys refused on pods: the program's own (its selectors among them) and Kubernetes's. */
+const RESERVED_LABEL = /^(app\.kubernetes\.io\/|([^/]*\.)?(kubernetes\.io|k8s\.io)\/)/;
+
+/** Whether a string is a label or annotation key: an optional DNS subdomain prefix, a name of at most 63 characters. */
+export function isQualifiedName(key: string): boolean {
+    const slash = key.lastIndexOf("/");
+    const prefix = slash < 0 ? undefined : key.slice(0, slash);
+    const name = key.slice(slash + 1);
+    return name.length <= 63 && QUALIFIED_NAME.test(name)
+        && (prefix === undefined || (prefix.length <= 253 && DNS1123_SUBDOMAIN.test(prefix)));
+}
+
+type Fail = (key: string, value: unknown, allowed: string) => void;
+
+/**
+ * Validates the escape hatches' raw config values (structured ones as JSON, as the Pulumi SDK returns
+ * them). Every problem goes to `fail`, naming the key (and entry) and what is allowed.
+ */
+export function parsePodOverrides(raw: (key: string) => string | undefined, fail: Fail): PodOverrides {
+    const structured = (key: string, shape: "list" | "map", example: string): unknown => {
+        const value = raw(key);
+        if (value === undefined || value === "") {
+            return shape === "list" ? [] : {};
+        }
+        let parsed: unknown;
+        try {
+            parsed = JSON.parse(value);
+        } catch {
+            fail(key, value, `a ${shape === "list" ? "list" : "map"} set in the stack file or with \`pulumi config set --path\`, such as ${example}`);
+            return shape === "list" ? [] : {};
+        }
+        const ok = shape === "list" ? Array.isArray(parsed) : parsed !== null && typeof parsed === "object" && !Array.isArray(parsed);
+        if (!ok) {
+            fail(key, parsed, `a ${shape === "list" ? "list" : "map of strings"}, such as ${example}`);
+            return shape === "list" ? [] : {};
+        }
+        return parsed;
+    };
+
+    const env = parseExtraEnv(structured("extraEnv", "list", "[{ name: HTTPS_PROXY, value: http://proxy:3128 }]") as unknown[], fail);
+
+    const imagePullSecrets = (raw("imagePullSecrets") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+    for (const name of imagePullSecrets) {
+        if (!(name.length <= 253 && DNS1123_SUBDOMAIN.test(name))) {
+            fail("imagePullSecrets", name, "a comma-separated list of Secret names (DNS-1123 subdomains) in the stack's namespace, such as registry-credentials");
+        }
+    }
+
+    const registry = raw("imageRegistry");
+    const imageRegistry = registry === undefined || registry === "" ? undefined : registry.replace(/\/+$/, "");
+    if (imageRegistry !== undefined && !REGISTRY.test(imageRegistry)) {
+        fail("imageRegistry", registry, "empty (the images' own registries) or a registry host with an optional port and path, such as registry.example.com or registry.example.com:5000/mirror");
+    }
+
+    const nodeSelector = stringMap("nodeSelector", structured("nodeSelector", "map", "{ kubernetes.io/arch: amd64 }") as Record<string, unknown>, fail, (k, v) =>
+        !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
+            : !(v.length <= 63 && LABEL_VALUE.test(v)) ? "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit" : undefined);
+
+    const tolerations = parseTolerations(structured("tolerations", "list", "[{ key: dedicated, operator: Equal, value: mlflow, effect: NoSchedule }]") as unknown[], fail);
+    const topologySpreadConstraints = parseTopologySpread(
+        structured("topologySpreadConstraints", "list", "[{ maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway }]") as unknown[], fail);
+
+    const annotations = stringMap("podAnnotations", structured("podAnnotations", "map", "{ team: ml-platform }") as Record<string, unknown>, fail, (k) =>
+        !isQualifiedName(k) ? "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
+            : RESERVED_ANNOTATION.test(k) ? "not one the program sets (checksum/*, prometheus.io/*) nor one that changes a container's confinement (AppArmor, seccomp)" : undefined);
+
+    const labels = stringMap("podLabels", structured("podLabels", "map", "{ team: ml-platform }") as Record<string, unknown>, fail, (k, v) =>
+        !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
+            : RESERVED_LABEL.test(k) ? "not under app.kubernetes.io/ (the program's own labels, which select its pods) nor kubernetes.io/ or k8s.io/ (Kubernetes's)"
+            : !(v.length <= 63 && LABEL_VALUE.test(v)) ? "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit" : undefined);
+
+    return { env, imagePullSecrets, imageRegistry, nodeSelector, tolerations, topologySpreadConstraints, annotations, labels };
+}
+
+/** A map of strings; numbers and booleans (as YAML writes them) become strings. */
+function stringMap(key: string, map: Record<string, unknown>, fail: Fail, problem: (k: string, v: string) => string | undefined): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, raw] of Object.entries(map)) {
+        if (typeof raw !== "string" && typeof raw !== "number" && typeof raw !== "boolean") {
+            fail(`${key}.${k}`, raw, "a string");
+            continue;
+        }
+        const v = String(raw);
+        const p = problem(k, v);
+        if (p !== undefined) {
+            fail(`${key}.${k}`, v, p);
+        }
+        out[k] = v;
+    }
+    return out;
+}
+
+/** Checks that an entry holds only the given fields, naming the others. */
+function onlyFields(at: string, entry: Record<string, unknown>, fields: readonly string[], fail: Fail): void {
+    for (const field of Object.keys(entry)) {
+        if (!fields.includes(field)) {
+            fail(`${at}.${field}`, entry[field], `not a field here; the fields are ${fields.join(", ")}`);
+        }
+    }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+    return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function parseExtraEnv(entries: unknown[], fail: Fail): ExtraEnv[] {
+    const out: ExtraEnv[] = [];
+    const names = new Set<string>();
+    entries.forEach((entry, i) => {
+        const at = `extraEnv[${i}]`;
+        if (!isObject(entry)) {
+            fail(at, entry, "an object { name, value } or { name, secretName, secretKey }");
+            return;
+        }
+        onlyFields(at, entry, ["name", "value", "secretName", "secretKey", "optional"], fail);
+        const name = entry.name;
+        if (typeof name !== "string" || !ENV_NAME.test(name)) {
+            fail(`${at}.name`, name, "an environment variable name: letters, digits and '_', not starting with a digit");
+            return;
+        }
+        const label = `${at} (${name})`;
+        if (isReservedEnvName(name)) {
+            fail(`${label}.name`, name, `not a variable the program sets or reserves (${RESERVED_ENV_PREFIXES.join("*, ")}*, and ${[...RESERVED_ENV_NAMES].join(", ")}); most have a config key of their own`);
+        }
+        if (names.has(name)) {
+            fail(`${label}.name`, name, "a name no other entry of extraEnv has");
+        }
+        names.add(name);
+        const fromSecret = entry.secretName !== undefined || entry.secretKey !== undefined;
+        if (fromSecret) {
+            if (entry.value !== undefined) {
+                fail(`${label}.value`, entry.value, "absent when secretName and secretKey are set: one source per variable");
+            }
+            const secretName = entry.secretName;
+            const secretKey = entry.secretKey;
+            if (typeof secretName !== "string" || !(secretName.length <= 253 && DNS1123_SUBDOMAIN.test(secretName))) {
+                fail(`${label}.secretName`, secretName, "the name of a Secret in the stack's namespace (DNS-1123 subdomain)");
+            }
+            if (typeof secretKey !== "string" || !/^[-._a-zA-Z0-9]{1,253}$/.test(secretKey)) {
+                fail(`${label}.secretKey`, secretKey, "a key of that Secret: letters, digits, '-', '_' or '.'");
+            }
+            if (entry.optional !== undefined && typeof entry.optional !== "boolean") {
+                fail(`${label}.optional`, entry.optional, "true (the pods start without the variable when the Secret or key is missing) or false");
+            }
+            out.push({ name, secretName: String(secretName), secretKey: String(secretKey), optional: entry.optional === true });
+            return;
+        }
+        if (entry.optional !== undefined) {
+            fail(`${label}.optional`, entry.optional, "only with secretName and secretKey");
+        }
+        const value = entry.value;
+        if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
+            fail(`${label}.value`, value, "a string, or secretName and secretKey to read it from a Secret");
+            return;
+        }
+        if (CREDENTIAL_NAME.test(name)) {
+            fail(`${label}.value`, "[redacted]",
+                "read from a Secret (secretName and secretKey): a variable named like a credential never goes into a pod spec as plain text");
+            return;
+        }
+        out.push({ name, value: String(value) });
+    });
+    return out;
+}
+
+const TOLERATION_OPERATORS = ["Exists", "Equal"] as const;
+const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+function parseTolerations(entries: unknown[], fail: Fail): Toleration[] {
+    const out: Toleration[] = [];
+    entries.forEach((entry, i) => {
+        const at = `tolerations[${i}]`;
+        if (!isObject(entry)) {
+            fail(at, entry, "an object { key, operator, value, effect }");
+            return;
+        }
+        onlyFields(at, entry, ["key", "operator", "value", "effect", "tolerationSeconds"], fail);
+        const operator = entry.operator ?? "Equal";
+        if (!(TOLERATION_OPERATORS as readonly unknown[]).includes(operator)) {
+            fail(`${at}.operator`, operator, `one of ${TOLERATION_OPERATORS.join(", ")}`);
+        }
+        const key = entry.key;
+        if (key !== undefined && (typeof key !== "string" || !isQualifiedName(key))) {
+            fail(`${at}.key`, key, "a taint key (a label key)");
+        }
+        if (key === undefined && operator !== "Exists") {
+            fail(`${at}.key`, key, "required unless operator is Exists (which, without a key, tolerates every taint)");
+        }
+        const value = entry.value === undefined ? undefined : String(entry.value);
+        if (operator === "Exists" && value !== undefined && value !== "") {
+            fail(`${at}.value`, value, "absent with operator Exists");
+        }
+        if (value !== undefined && !(value.length <= 63 && LABEL_VALUE.test(value))) {
+            fail(`${at}.value`, value, "a taint value (a label value)");
+        }
+        const effect = entry.effect;
+        if (effect !== undefined && !(TAINT_EFFECTS as readonly unknown[]).includes(effect)) {
+            fail(`${at}.effect`, effect, `absent (every effect) or one of ${TAINT_EFFECTS.join(", ")}`);
+        }
+        const seconds = entry.tolerationSeconds;
+        if (seconds !== undefined && (!Number.isInteger(seconds) || (seconds as number) < 0 || effect !== "NoExecute")) {
+            fail(`${at}.tolerationSeconds`, seconds, "a whole number of seconds, at least 0, with effect NoExecute only");
+        }
+        out.push({
+            ...(key === undefined ? {} : { key: String(key) }),
+            operator: operator as Toleration["operator"],
+            ...(value === undefined || value === "" ? {} : { value }),
+            ...(effect === undefined ? {} : { effect: effect as Toleration["effect"] }),
+            ...(seconds === undefined ? {} : { tolerationSeconds: seconds as number }),
+        });
+    });
+    return out;
+}
+
+const WHEN_UNSATISFIABLE = ["DoNotSchedule", "ScheduleAnyway"] as const;
+
+function parseTopologySpread(entries: unknown[], fail: Fail): TopologySpread[] {
+    const out: TopologySpread[] = [];
+    const keys = new Set<string>();
+    entries.forEach((entry, i) => {
+        const at = `topologySpreadConstraints[${i}]`;
+        if (!isObject(entry)) {
+            fail(at, entry, "an object { maxSkew, topologyKey, whenUnsatisfiable }");
+            return;
+        }
+        onlyFields(at, entry, ["maxSkew", "topologyKey", "whenUnsatisfiable", "minDomains"], fail);
+        const maxSkew = entry.maxSkew ?? 1;
+        if (!Number.isInteger(maxSkew) || (maxSkew as number) < 1) {
+            fail(`${at}.maxSkew`, maxSkew, "a whole number, at least 1");
+        }
+        const topologyKey = entry.topologyKey;
+        if (typeof topologyKey !== "string" || !isQualifiedName(topologyKey)) {
+            fail(`${at}.topologyKey`, topologyKey, "a node label key, such as topology.kubernetes.io/zone or kubernetes.io/hostname");
+        } else if (keys.has(topologyKey)) {
+            // The API server refuses two constraints on one key with the same whenUnsatisfiable; one per key is clearer still.
+            fail(`${at}.topologyKey`, topologyKey, "a key no other constraint has");
+        } else {
+            keys.add(topologyKey);
+        }
+        const when = entry.whenUnsatisfiable ?? "ScheduleAnyway";
+        if (!(WHEN_UNSATISFIABLE as readonly unknown[]).includes(when)) {
+            fail(`${at}.whenUnsatisfiable`, when, `one of ${WHEN_UNSATISFIABLE.join(", ")}`);
+        }
+        const minDomains = entry.minDomains;
+        if (minDomains !== undefined && (!Number.isInteger(minDomains) || (minDomains as number) < 1 || when !== "DoNotSchedule")) {
+            fail(`${at}.minDomains`, minDomains, "a whole number, at least 1, with whenUnsatisfiable DoNotSchedule only");
+        }
+        out.push({
+            maxSkew: maxSkew as number, topologyKey: String(topologyKey), whenUnsatisfiable: when as TopologySpread["whenUnsatisfiable"],
+            ...(minDomains === undefined ? {} : { minDomains: minDomains as number }),
+        });
+    });
+    return out;
+}
+
+/** The program's own images, which `imageRegistry` redirects; an image a user names is left as given. */
+export function programImages(): readonly string[] {
+    return [MLFLOW_IMAGE, POSTGRES_IMAGE];
+}
+
+/**
+ * An image pulled from a mirror: the registry host replaced, the repository path and the pinned tag
+ * kept (`ghcr.io/mlflow/mlflow:v3.17.2-full` from `registry.example.com/mirror` is
+ * `registry.example.com/mirror/mlflow/mlflow:v3.17.2-full`), as pull-through caches serve them.
+ */
+export function mirroredImage(image: string, registry: string | undefined): string {
+    if (registry === undefined || !programImages().includes(image)) {
+        return image;
+    }
+    return `${registry}/${image.slice(image.indexOf("/") + 1)}`;
+}
+
+/** Where each workload kind keeps its pod template. */
+const POD_TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
+    "kubernetes:apps/v1:Deployment": ["spec", "template"],
+    "kubernetes:apps/v1:StatefulSet": ["spec", "template"],
+    "kubernetes:apps/v1:DaemonSet": ["spec", "template"],
+    "kubernetes:batch/v1:Job": ["spec", "template"],
+    "kubernetes:batch/v1:CronJob": ["spec", "jobTemplate", "spec", "template"],
+};
+
+/** The labels that select one component's pods (kube.ts `selectorLabels`). */
+const SELECTOR_KEYS = ["app.kubernetes.io/name", "app.kubernetes.io/instance"];
+
+/** Whether the overrides add nothing at all. */
+export function isEmpty(o: PodOverrides): boolean {
+    return o.env.length === 0 && o.imagePullSecrets.length === 0 && o.imageRegistry === undefined
+        && Object.keys(o.nodeSelector).length === 0 && o.tolerations.length === 0 && o.topologySpreadConstraints.length === 0
+        && Object.keys(o.annotations).length === 0 && Object.keys(o.labels).length === 0;
+}
+
+/**
+ * A workload's inputs with the overrides applied to its pod template; other resources unchanged.
+ * What the program sets wins over nothing: the validation keeps the two apart (reserved names and keys).
+ */
+export function withPodOverrides(type: string, props: Record<string, unknown>, o: PodOverrides): Record<string, unknown> {
+    const path = POD_TEMPLATE_PATHS[type];
+    if (path === undefined || isEmpty(o)) {
+        return props;
+    }
+    const deployment = type === "kubernetes:apps/v1:Deployment";
+    return at(props, path, (template: any) => ({
+        ...template,
+        metadata: mapInput(template.metadata ?? {}, (m: any) => ({
+            ...m,
+            labels: mapInput(m.labels ?? {}, (l: Record<string, unknown>) => ({ ...o.labels, ...l })),
+            annotations: mapInput(m.annotations ?? {}, (a: Record<string, unknown>) => ({ ...o.annotations, ...a })),
+        })),
+        spec: mapInput(template.spec, (spec: any) => ({
+            ...spec,
+            ...(Object.keys(o.nodeSelector).length === 0 ? {} : { nodeSelector: mapInput(spec.nodeSelector ?? {}, (n: object) => ({ ...o.nodeSelector, ...n })) }),
+            ...(o.tolerations.length === 0 ? {} : { tolerations: append(spec.tolerations, o.tolerations) }),
+            ...(o.topologySpreadConstraints.length === 0 ? {} : {
+                topologySpreadConstraints: append(spec.topologySpreadConstraints, mapInput(template.metadata?.labels ?? {}, (l: Record<string, unknown>) =>
+                    o.topologySpreadConstraints.map((c) => ({
+                        ...c,
+                        labelSelector: { matchLabels: Object.fromEntries(SELECTOR_KEYS.filter((k) => l[k] !== undefined).map((k) => [k, l[k]])) },
+                        // A rollout's new pods count against themselves only, not against the old ReplicaSet's.
+                        ...(deployment ? { matchLabelKeys: ["pod-template-hash"] } : {}),
+                    })))),
+            }),
+            ...(o.imagePullSecrets.length === 0 ? {} : { imagePullSecrets: append(spec.imagePullSecrets, o.imagePullSecrets.map((name) => ({ name }))) }),
+            containers: mapInput(spec.containers, (cs: unknown[]) => cs.map((c) => container(c, o))),
+            ...(spec.initContainers === undefined ? {} : { initContainers: mapInput(spec.initContainers, (cs: unknown[]) => cs.map((c) => container(c, o))) }),
+        })),
+    }));
+}
+
+function container(c: any, o: PodOverrides): unknown {
+    return mapInput(c, (c: any) => ({
+        ...c,
+        ...(typeof c.image === "string" ? { image: mirroredImage(c.image, o.imageRegistry) } : {}),
+        ...(o.env.length === 0 ? {} : {
+            env: append(c.env, o.env.map((e) => "value" in e
+                ? { name: e.name, value: e.value }
+                : { name: e.name, valueFrom: { secretKeyRef: { name: e.secretName, key: e.secretKey, ...(e.optional ? { optional: true } : {}) } } })),
+        }),
+    }));
+}
+
+/** Applies `f` to a value that may be an Output or a promise (kept one), or a plain value. */
+function mapInput<U>(value: unknown, f: (v: any) => U): any {
+    if (pulumi.Output.isInstance(value) || value instanceof Promise) {
+        return (pulumi.output(value) as pulumi.Output<unknown>).apply(f);
+    }
+    return f(value);
+}
+
+/** A list input with more entries after it. */
+function append(list: unknown, more: unknown): unknown {
+    return mapInput(list ?? [], (l: unknown[]) => mapInput(more, (m: unknown[]) => [...l, ...m]));
+}
+
+function at(obj: any, path: readonly string[], f: (v: any) => unknown): any {
+    if (path.length === 0) {
+        return mapInput(obj, f);
+    }
+    const [head, ...rest] = path;
+    return mapInput(obj, (o: any) => ({ ...o, [head!]: at(o[head!], rest, f) }));
+}
+
+/** The resource transformation that applies the overrides to every workload under a component. */
+export function podOverridesTransformation(o: PodOverrides): pulumi.ResourceTransformation {
+    return (args) => {
+        const props = withPodOverrides(args.type, args.props, o);
+        return props === args.props ? undefined : { props, opts: args.opts };
+    };
+}
