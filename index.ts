@@ -9,6 +9,7 @@
  *          ──► DatabaseBackup (backup CronJob, restore template)  [Kubernetes]
  *          ──► MlflowTrackingServer (S3 Secret, migration Job     [Kubernetes]
  *              with a backup first, Deployment, mlflow-service,
+ *              an Ingress or an HTTPRoute, a ServiceMonitor,
  *              with gcSchedule the garbage collection CronJob)
  *          ──► ModelServer per servedModels entry (its MLflow     [Kubernetes]
  *              user, a Deployment serving the model, a Service)
@@ -28,6 +29,7 @@ import { POSTGRES_MAJOR } from "./components/versions";
 import { s3AccessOf } from "./components/s3Credentials";
 import { ModelServer, ServingCredentials } from "./components/modelServer";
 import { podOverridesTransformation } from "./components/podOverrides";
+import { publicEndpoint, publicUrl } from "./components/publishing";
 import { MlflowTrackingServer, SERVER_SERVICE_ACCOUNT } from "./components/trackingServer";
 
 const config = loadConfig();
@@ -135,6 +137,8 @@ const server = new MlflowTrackingServer("mlflow", {
     defaultPermission: config.mlflow.defaultPermission,
     authCacheTtlSeconds: config.mlflow.authCacheTtlSeconds,
     ingress: config.mlflow.ingress,
+    httpRoute: config.mlflow.httpRoute,
+    serviceMonitor: config.monitoring.serviceMonitor,
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
     servingUsers: servingCredentials.map((c) => c.user),
     gc: config.gc.schedule === undefined ? undefined : { schedule: config.gc.schedule, olderThan: config.gc.olderThan },
@@ -161,7 +165,7 @@ new NetworkPolicies("mlflow-network", {
     gc: config.gc.schedule === undefined ? undefined : { podSelector: server.gcPodSelector },
     modelServers: config.servedModels.map((m, i) => ({ name: m.name, podSelector: modelServers[i]!.podSelector, port: modelServers[i]!.containerPort })),
     s3Endpoint: config.aws.endpoint,
-    ingressControllerNamespace: config.mlflow.ingress ? config.network.ingressControllerNamespace : undefined,
+    ingressControllerNamespace: config.mlflow.ingress || config.mlflow.httpRoute ? config.network.ingressControllerNamespace : undefined,
     sourceRanges: config.network.sourceRanges,
     nodeLocalDnsAddress: config.network.nodeLocalDnsAddress,
     podIdentityAgent: config.aws.credentials.mode === "podIdentity",
@@ -174,10 +178,8 @@ export const serviceName = server.serviceName;
 export const portForwardCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} port-forward service/${server.serviceName} ${localPort}:${server.servicePort}`;
 export const localUrl = `http://localhost:${localPort}`;
 export const internalTrackingUri = server.internalUri;
-/** Empty when there is no Ingress: an output set to `undefined` draws a warning on every update. */
-export const ingressUrl = config.mlflow.ingress
-    ? `${config.mlflow.ingress.tlsSecretName ? "https" : "http"}://${config.mlflow.ingress.host}`
-    : "";
+/** The URL through the Ingress or the HTTPRoute; empty when there is neither. */
+export const ingressUrl = publicUrl(publicEndpoint(config.mlflow.ingress, config.mlflow.httpRoute));
 export const adminUsername = server.adminUsername;
 export const adminPassword = server.adminPassword;
 export const bucketName = artifacts.bucketName;

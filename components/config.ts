@@ -10,7 +10,7 @@ import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 // The same rule the policy pack holds every container to.
 import { isPinnedImage } from "../policy/checks/podSecurity";
-import { type PodOverrides, parsePodOverrides } from "./podOverrides";
+import { type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides } from "./podOverrides";
 import {
     DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
@@ -85,6 +85,19 @@ export interface ServedModel {
 /** What an entry of `servedModels` may leave out. */
 export const SERVED_MODEL_DEFAULTS = Object.freeze({
     minReplicas: 1, maxReplicas: 0, workers: 1, cpuRequest: "250m", cpuLimit: "1", memoryRequest: "512Mi", memoryLimit: "1Gi",
+});
+
+/** The scheme a Gateway's listener serves the host on: it makes the browser origin CORS admits. */
+export const GATEWAY_SCHEMES = ["https", "http"] as const;
+
+/**
+ * The Ingress annotations when `ingressAnnotations` is unset: ingress-nginx's, since artifacts are
+ * proxied through the server (no body limit, transfers of up to ten minutes each way).
+ */
+export const NGINX_INGRESS_ANNOTATIONS: Readonly<Record<string, string>> = Object.freeze({
+    "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+    "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout": "600",
 });
 
 /** What `pulumi destroy` does with PostgreSQL's volume claim (and the namespace that holds it). */
@@ -177,14 +190,26 @@ export interface StackConfig {
         readonly defaultPermission: DefaultPermission;
         /** Seconds each server worker keeps verified credentials (0: verify every request). */
         readonly authCacheTtlSeconds: number;
+        /** An Ingress publishing the server at `host` (`ingressHost` without `gatewayName`). */
         readonly ingress?: {
             readonly host: string;
             readonly className?: string;
             readonly tlsSecretName?: string;
+            /** The controller's annotations (`ingressAnnotations`; nginx's by default). */
+            readonly annotations: Readonly<Record<string, string>>;
+        };
+        /** An HTTPRoute attached to a Gateway the cluster runs (`ingressHost` with `gatewayName`). */
+        readonly httpRoute?: {
+            readonly host: string;
+            readonly gateway: { readonly name: string; readonly namespace?: string; readonly sectionName?: string };
+            /** Whether the Gateway's listener terminates TLS for `host` (`gatewayScheme`). */
+            readonly https: boolean;
         };
         /** Browser origins allowed to make state-changing API calls besides the Ingress's own. */
         readonly corsAllowedOrigins: readonly string[];
     };
+    /** A ServiceMonitor for Prometheus Operator (`serviceMonitor`), with the labels its Prometheus selects. */
+    readonly monitoring: { readonly serviceMonitor?: { readonly labels: Readonly<Record<string, string>> } };
     /** Escape hatches applied to every pod (extra env, pull secrets, a mirror, placement, annotations and labels). */
     readonly pods: PodOverrides;
     readonly network: {
@@ -436,6 +461,11 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
 
     const servedModels = parseServedModels(raw("servedModels"), fail);
     const pods = parsePodOverrides(raw, fail);
+    const serviceMonitor = boolean("serviceMonitor");
+    const serviceMonitorLabels = parseLabelMap("serviceMonitorLabels", raw("serviceMonitorLabels"), fail);
+    if (!serviceMonitor && Object.keys(serviceMonitorLabels).length > 0) {
+        fail("serviceMonitorLabels", serviceMonitorLabels, `only with ${PROJECT}:serviceMonitor true: they label the ServiceMonitor`);
+    }
 
     const replicas = integer("mlflowReplicas", 1, 100);
     const maxReplicas = integer("mlflowMaxReplicas", 0, 100);
@@ -465,6 +495,39 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
     }
     if (ingressHost === undefined && (ingressClassName !== undefined || tlsSecretName !== undefined)) {
         fail("ingressHost", "", `required when ${PROJECT}:ingressClassName or ${PROJECT}:ingressTlsSecretName is set`);
+    }
+    const ingressAnnotations = parseIngressAnnotations(raw("ingressAnnotations"), fail);
+    const gatewayName = optional("gatewayName");
+    if (gatewayName !== undefined && !(gatewayName.length <= 253 && DNS1123_SUBDOMAIN.test(gatewayName))) {
+        fail("gatewayName", gatewayName, "empty (an Ingress, or nothing) or the name of a Gateway (DNS-1123 subdomain)");
+    }
+    const gatewayNamespace = optional("gatewayNamespace");
+    if (gatewayNamespace !== undefined && !(gatewayNamespace.length <= 63 && DNS1123_LABEL.test(gatewayNamespace))) {
+        fail("gatewayNamespace", gatewayNamespace, "empty (the stack's namespace) or the Gateway's namespace (DNS-1123 label)");
+    }
+    const gatewaySectionName = optional("gatewaySectionName");
+    if (gatewaySectionName !== undefined && !(gatewaySectionName.length <= 253 && DNS1123_SUBDOMAIN.test(gatewaySectionName))) {
+        fail("gatewaySectionName", gatewaySectionName, "empty (every listener of the Gateway that admits the route) or a listener's name");
+    }
+    const gatewayScheme = oneOf("gatewayScheme", GATEWAY_SCHEMES);
+    if (gatewayName === undefined) {
+        for (const [key, value] of [["gatewayNamespace", gatewayNamespace], ["gatewaySectionName", gatewaySectionName]] as const) {
+            if (value !== undefined) {
+                fail(key, value, `only with ${PROJECT}:gatewayName, the Gateway it qualifies`);
+            }
+        }
+    } else {
+        if (ingressHost === undefined) {
+            fail("ingressHost", "", `required with ${PROJECT}:gatewayName: the host name the HTTPRoute serves`);
+        }
+        for (const [key, value] of [["ingressClassName", ingressClassName], ["ingressTlsSecretName", tlsSecretName]] as const) {
+            if (value !== undefined) {
+                fail(key, value, `empty with ${PROJECT}:gatewayName: the Gateway's listeners choose the controller and hold the certificate`);
+            }
+        }
+        if (raw("ingressAnnotations") !== undefined) {
+            fail("ingressAnnotations", ingressAnnotations, `unset with ${PROJECT}:gatewayName: an HTTPRoute carries its timeouts in its spec, not in annotations`);
+        }
     }
 
     const corsAllowedOrigins = list("corsAllowedOrigins");
@@ -535,12 +598,50 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         mlflow: {
             replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
             adminUsername, defaultPermission, authCacheTtlSeconds,
-            ingress: ingressHost === undefined ? undefined : { host: ingressHost, className: ingressClassName, tlsSecretName },
+            ingress: ingressHost === undefined || gatewayName !== undefined ? undefined
+                : { host: ingressHost, className: ingressClassName, tlsSecretName, annotations: ingressAnnotations },
+            httpRoute: ingressHost === undefined || gatewayName === undefined ? undefined : {
+                host: ingressHost,
+                gateway: { name: gatewayName, namespace: gatewayNamespace, sectionName: gatewaySectionName },
+                https: gatewayScheme === "https",
+            },
             corsAllowedOrigins,
         },
+        monitoring: { serviceMonitor: serviceMonitor ? { labels: serviceMonitorLabels } : undefined },
         pods,
         network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress },
     });
+}
+
+/**
+ * `ingressAnnotations`: a map of annotation keys to strings; unset gives ingress-nginx's
+ * ({@link NGINX_INGRESS_ANNOTATIONS}), `{}` none (another controller, or its defaults).
+ */
+export function parseIngressAnnotations(value: string | undefined, fail: (key: string, value: unknown, allowed: string) => void): Record<string, string> {
+    if (value === undefined) {
+        return { ...NGINX_INGRESS_ANNOTATIONS };
+    }
+    let map: unknown;
+    try {
+        map = value === "" ? {} : JSON.parse(value);
+    } catch {
+        map = value;
+    }
+    if (map === null || typeof map !== "object" || Array.isArray(map)) {
+        fail("ingressAnnotations", map, "a map of annotations for your ingress controller (set in the stack file), such as { traefik.ingress.kubernetes.io/router.entrypoints: websecure }; {} for none");
+        return {};
+    }
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(map)) {
+        if (!isQualifiedName(k)) {
+            fail(`ingressAnnotations.${k}`, v, "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')");
+        } else if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
+            fail(`ingressAnnotations.${k}`, v, "a string");
+        } else {
+            out[k] = String(v);
+        }
+    }
+    return out;
 }
 
 /** Loads and validates the current stack's configuration. */
@@ -580,10 +681,10 @@ interface Readers {
  * strings, integers, booleans and arrays of those; a declared type would make the CLI refuse the
  * value). They are documented in a comment there and in the README instead.
  */
-export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "extraEnv", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels"];
+export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "ingressAnnotations", "serviceMonitorLabels", "extraEnv", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels"];
 
 /** The {@link STRUCTURED_KEYS} that hold a map (of strings) rather than a list. */
-export const STRUCTURED_MAP_KEYS: readonly string[] = ["nodeSelector", "podAnnotations", "podLabels"];
+export const STRUCTURED_MAP_KEYS: readonly string[] = ["ingressAnnotations", "serviceMonitorLabels", "nodeSelector", "podAnnotations", "podLabels"];
 
 const MODEL_URI = /^models:\/([A-Za-z0-9][A-Za-z0-9._ -]{0,199})(?:@([A-Za-z0-9_-]{1,255})|\/([1-9][0-9]{0,9}))$/;
 const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image"];

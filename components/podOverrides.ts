@@ -165,12 +165,32 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
         !isQualifiedName(k) ? "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
             : RESERVED_ANNOTATION.test(k) ? "not one the program sets (checksum/*, prometheus.io/*) nor one that changes a container's confinement (AppArmor, seccomp)" : undefined);
 
-    const labels = stringMap("podLabels", structured("podLabels", "map", "{ team: ml-platform }") as Record<string, unknown>, fail, (k, v) =>
+    const labels = parseLabelMap("podLabels", raw("podLabels"), fail);
+
+    return { env, imagePullSecrets, imageRegistry, nodeSelector, tolerations, topologySpreadConstraints, annotations, labels };
+}
+
+/**
+ * A map of labels the program adds to its own objects (`podLabels`, `serviceMonitorLabels`): label
+ * keys and values, never the program's own keys (which select its pods) nor Kubernetes's.
+ */
+export function parseLabelMap(key: string, value: string | undefined, fail: Fail): Record<string, string> {
+    let map: unknown = {};
+    if (value !== undefined && value !== "") {
+        try {
+            map = JSON.parse(value);
+        } catch {
+            map = value;
+        }
+    }
+    if (map === null || typeof map !== "object" || Array.isArray(map)) {
+        fail(key, map, "a map of strings set in the stack file or with `pulumi config set --path`, such as { team: ml-platform }");
+        return {};
+    }
+    return stringMap(key, map as Record<string, unknown>, fail, (k, v) =>
         !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
             : RESERVED_LABEL.test(k) ? "not under app.kubernetes.io/ (the program's own labels, which select its pods) nor kubernetes.io/ or k8s.io/ (Kubernetes's)"
             : !(v.length <= 63 && LABEL_VALUE.test(v)) ? "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit" : undefined);
-
-    return { env, imagePullSecrets, imageRegistry, nodeSelector, tolerations, topologySpreadConstraints, annotations, labels };
 }
 
 /** A map of strings; numbers and booleans (as YAML writes them) become strings. */

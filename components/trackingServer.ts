@@ -11,6 +11,7 @@ import {
 import { SERVING_SECRET_KEYS, ServingUser } from "./modelServer";
 import { DatabaseConnection, databaseCaMounts, databaseCaVolumes, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
+import { GATEWAY_API_VERSION, HttpRouteSettings, IngressSettings, SERVICE_MONITOR_API_VERSION, httpRouteSpec, publicEndpoint, serviceMonitorSpec } from "./publishing";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
 /**
@@ -115,10 +116,21 @@ export interface MlflowTrackingServerArgs {
     /** Seconds each worker keeps verified credentials; 0 checks the password hash on every request. */
     readonly authCacheTtlSeconds: number;
     /**
-     * Ingress for the UI and API.
+     * Ingress for the UI and API, with the controller's annotations.
      * @default undefined: reach the server with `kubectl port-forward` or from inside the cluster
      */
-    readonly ingress?: { readonly host: string; readonly className?: string; readonly tlsSecretName?: string };
+    readonly ingress?: IngressSettings;
+    /**
+     * Instead of an Ingress, an HTTPRoute attached to a Gateway the cluster runs.
+     * @default undefined: no HTTPRoute
+     */
+    readonly httpRoute?: HttpRouteSettings;
+    /**
+     * A ServiceMonitor (Prometheus Operator) for the pods' metrics exporter, through a headless
+     * metrics Service; `labels` are what the Prometheus's `serviceMonitorSelector` matches.
+     * @default undefined: no ServiceMonitor (clusters without its CRD need none), the pods' annotations only
+     */
+    readonly serviceMonitor?: { readonly labels: Readonly<Record<string, string>> };
     /**
      * Browser origins, besides the Ingress's own and localhost, allowed to make state-changing calls.
      * @default []
@@ -137,6 +149,9 @@ export interface MlflowTrackingServerArgs {
      */
     readonly gc?: { readonly schedule: string; readonly olderThan: string };
 }
+
+/** The headless Service a ServiceMonitor scrapes the server's pods through. */
+export const METRICS_SERVICE_NAME = "mlflow-metrics";
 
 /** How long one garbage collection may run, image pull included. */
 export const GC_DEADLINE_SECONDS = 3 * 3600;
@@ -369,15 +384,15 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         }
 
         // --- Server --------------------------------------------------------------------------
+        // The host browsers use, through the Ingress or the HTTPRoute: the Host check and CORS admit it.
+        const endpoint = publicEndpoint(args.ingress, args.httpRoute);
         const args_ = pulumi.all([db, args.artifactsDestination, args.namespace]).apply(([uris, destination, ns]) => serverArgs({
             backendStoreUri: uris.tracking,
             artifactsDestination: destination,
             workers: args.workers,
-            allowedHosts: allowedHosts(ns, args.ingress?.host),
+            allowedHosts: allowedHosts(ns, endpoint?.host),
             prometheusDir: METRICS_DIR,
-            corsAllowedOrigins: corsAllowedOrigins(
-                args.ingress === undefined ? undefined : { host: args.ingress.host, tls: args.ingress.tlsSecretName !== undefined },
-                args.corsAllowedOrigins ?? []),
+            corsAllowedOrigins: corsAllowedOrigins(endpoint, args.corsAllowedOrigins ?? []),
         }));
         // Pods roll when anything they read changes, Secrets included (hashed, never exposed). The
         // values are the ones the program puts into the Secrets, not the Secrets' outputs: the
@@ -564,15 +579,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         if (args.ingress) {
             const ing = args.ingress;
             new k8s.networking.v1.Ingress(`${name}-ingress`, {
-                metadata: {
-                    ...meta,
-                    annotations: {
-                        // Artifacts are proxied through the server: no body limit, long transfers.
-                        "nginx.ingress.kubernetes.io/proxy-body-size": "0",
-                        "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
-                        "nginx.ingress.kubernetes.io/proxy-send-timeout": "600",
-                    },
-                },
+                // Artifacts are proxied through the server: the controller's annotations lift its body
+                // limit and lengthen its timeouts (nginx's unless ingressAnnotations says otherwise).
+                metadata: { ...meta, annotations: { ...ing.annotations } },
                 spec: {
                     ingressClassName: ing.className,
                     tls: ing.tlsSecretName ? [{ hosts: [ing.host], secretName: ing.tlsSecretName }] : undefined,
@@ -588,6 +597,34 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     }],
                 },
             }, child);
+        }
+
+        if (args.httpRoute) {
+            new k8s.apiextensions.CustomResource(`${name}-route`, {
+                apiVersion: GATEWAY_API_VERSION,
+                kind: "HTTPRoute",
+                metadata: meta,
+                spec: httpRouteSpec(args.httpRoute, { name: SERVICE_NAME, port: SERVICE_PORT }),
+            }, { ...child, dependsOn: [service] });
+        }
+        if (args.serviceMonitor) {
+            // A Service of its own, so the one users port-forward to keeps one port and the monitor
+            // selects nothing else.
+            const metricsComponent = `${component}-metrics`;
+            const metricsService = new k8s.core.v1.Service(`${name}-metrics`, {
+                metadata: { ...meta, name: METRICS_SERVICE_NAME, labels: labels(name, metricsComponent, MLFLOW_VERSION) },
+                spec: {
+                    clusterIP: "None",
+                    selector,
+                    ports: [{ name: "metrics", port: METRICS_PORT, targetPort: "metrics", protocol: "TCP" }],
+                },
+            }, child);
+            new k8s.apiextensions.CustomResource(`${name}-metrics`, {
+                apiVersion: SERVICE_MONITOR_API_VERSION,
+                kind: "ServiceMonitor",
+                metadata: { ...meta, labels: { ...args.serviceMonitor.labels, ...labels(name, metricsComponent, MLFLOW_VERSION) } },
+                spec: serviceMonitorSpec(selectorLabels(name, metricsComponent), "metrics", METRICS_PATH),
+            }, { ...child, dependsOn: [metricsService] });
         }
 
         this.serviceName = service.metadata.name;

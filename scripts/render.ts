@@ -13,7 +13,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { iamPolicyFindings, parsePolicy, S3_CONTROLS, s3ControlFindings } from "../policy/checks/aws";
 import { bucketGroups, isKubernetesObject, POLICY_DOCUMENT_TYPES } from "../policy/checks/resources";
-import { ProgramRun, ROOT, runProgram, STACKS, VARIANT } from "../test/harness";
+import { ProgramRun, ROOT, runProgram, STACKS, VARIANTS } from "../test/harness";
 
 /** What replaces every value of a Secret's `data` and `stringData`. */
 export const REDACTED = "<redacted>";
@@ -155,12 +155,13 @@ export function writeRender(run: ProgramRun, outDir: string): { manifests: numbe
 
 async function main(argv: string[]): Promise<void> {
     const [stack, outDir] = argv;
-    // `variant`: the minikube stack with every optional object (test/harness.ts VARIANT), for the linters.
-    if (stack === undefined || !([...STACKS, "variant"] as readonly string[]).includes(stack)) {
-        throw new Error(`usage: npm run render -- <stack> [outDir]; stack is one of ${STACKS.join(", ")}, or variant`);
+    // `variant`, `gateway`: the minikube stack with every optional object (test/harness.ts VARIANTS), for the linters.
+    const variants = Object.keys(VARIANTS);
+    if (stack === undefined || !([...STACKS, ...variants] as readonly string[]).includes(stack)) {
+        throw new Error(`usage: npm run render -- <stack> [outDir]; stack is one of ${STACKS.join(", ")}, or ${variants.join(", ")}`);
     }
     const dir = path.resolve(outDir ?? path.join(ROOT, "out", stack));
-    const run = stack === "variant" ? await runProgram("minikube", VARIANT) : await runProgram(stack);
+    const run = stack in VARIANTS ? await runProgram("minikube", VARIANTS[stack as keyof typeof VARIANTS]) : await runProgram(stack);
     const { manifests } = writeRender(run, dir);
     console.log(`rendered ${manifests} Kubernetes objects and aws-resources.json for stack ${stack} into ${path.relative(process.cwd(), dir) || "."}`);
 }

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, PROJECT, STRUCTURED_KEYS, STRUCTURED_MAP_KEYS, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
+import { ConfigError, NGINX_INGRESS_ANNOTATIONS, PROJECT, STRUCTURED_KEYS, STRUCTURED_MAP_KEYS, StackConfig, bucketPrefixProblems, cronProblems, isCidr, isOrigin, parseConfig, parseQuantity, prefixesOverlap } from "../components/config";
 import { ROOT, STACKS, projectSchema, stackConfig } from "./harness";
 import { expectRejected as expectRejectedBy } from "./support/configErrors";
 
@@ -64,7 +64,9 @@ describe("config", () => {
             }
             expect([...rows.keys()].sort()).to.deep.equal([...Object.keys(schema), ...STRUCTURED_KEYS].sort());
             for (const key of STRUCTURED_KEYS) {
-                const expected = STRUCTURED_MAP_KEYS.includes(key) ? { type: "map", def: "`{}`" } : { type: "list", def: "`[]`" };
+                // ingressAnnotations alone defaults to something: ingress-nginx's annotations.
+                const def = key === "ingressAnnotations" ? "*(ingress-nginx's)*" : STRUCTURED_MAP_KEYS.includes(key) ? "`{}`" : "`[]`";
+                const expected = { type: STRUCTURED_MAP_KEYS.includes(key) ? "map" : "list", def };
                 expect(rows.get(key), key).to.deep.equal(expected);
             }
             for (const [key, spec] of Object.entries(schema)) {
@@ -243,7 +245,8 @@ describe("config", () => {
             });
             expect(c.artifacts.kmsKeyArn).to.match(/^arn:aws:kms:/);
             expect(c.aws.endpoint).to.equal("http://127.0.0.1:5000");
-            expect(c.mlflow.ingress).to.deep.equal({ host: "mlflow.example.com", className: "nginx", tlsSecretName: undefined });
+            expect(c.mlflow.ingress).to.deep.equal({ host: "mlflow.example.com", className: "nginx", tlsSecretName: undefined, annotations: NGINX_INGRESS_ANNOTATIONS });
+            expect(c.mlflow.httpRoute, "no Gateway named: an Ingress").to.equal(undefined);
             expect(c.artifacts.artifactPrefix).to.equal("teams/data-science");
         });
 

@@ -499,14 +499,39 @@ export const VARIANT = Object.freeze({
     topologySpreadConstraints: JSON.stringify([{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway" }]),
     podAnnotations: JSON.stringify({ "example.com/team": "ml-platform" }),
     podLabels: JSON.stringify({ team: "ml-platform" }),
+    // Prometheus Operator's ServiceMonitor, labelled for kube-prometheus-stack's selector.
+    serviceMonitor: true,
+    serviceMonitorLabels: JSON.stringify({ release: "kube-prometheus-stack" }),
 });
 
-let variant: Promise<ProgramRun> | undefined;
+/**
+ * The other way to publish the server, which excludes an Ingress: an HTTPRoute to a shared Gateway
+ * in another namespace, on its TLS listener, its proxies in Envoy Gateway's namespace.
+ */
+export const GATEWAY_VARIANT = Object.freeze({
+    ingressHost: "mlflow.example.com",
+    gatewayName: "shared",
+    gatewayNamespace: "gateway-system",
+    gatewaySectionName: "https",
+    gatewayScheme: "https",
+    ingressControllerNamespace: "envoy-gateway-system",
+    corsAllowedOrigins: "https://notebooks.example.com",
+});
 
-/** The minikube stack with {@link VARIANT} applied, run once and shared. */
-export function variantRun(): Promise<ProgramRun> {
-    variant ??= runProgram("minikube", VARIANT);
-    return variant;
+/** The variant runs by label: every optional object, and the Gateway API alternative. */
+export const VARIANTS = Object.freeze({ variant: VARIANT, gateway: GATEWAY_VARIANT });
+export type VariantLabel = keyof typeof VARIANTS;
+
+const variants = new Map<VariantLabel, Promise<ProgramRun>>();
+
+/** The minikube stack with a variant's settings applied ({@link VARIANT} by default), run once and shared. */
+export function variantRun(label: VariantLabel = "variant"): Promise<ProgramRun> {
+    let run = variants.get(label);
+    if (run === undefined) {
+        run = runProgram("minikube", VARIANTS[label]);
+        variants.set(label, run);
+    }
+    return run;
 }
 
 /** Names of the models a run serves (its `modelEndpoints` output). */

@@ -6,7 +6,7 @@
  */
 import { expect } from "chai";
 import * as path from "path";
-import { ProgramRun, STACKS, VARIANT, runProgram, stackRun, variantRun } from "./harness";
+import { ProgramRun, STACKS, VARIANTS, VariantLabel, runProgram, stackRun, variantRun } from "./harness";
 
 /** Resources whose inputs differ between a preview and an update of the same configuration. */
 function previewDiffs(update: ProgramRun, preview: ProgramRun): string[] {
@@ -29,10 +29,11 @@ function previewDiffs(update: ProgramRun, preview: ProgramRun): string[] {
 
 describe("preview of an unchanged stack", () => {
     // The shipped stacks, and the variant for every optional object (model servers included).
-    for (const stack of [...STACKS, "variant"] as const) {
+    for (const stack of [...STACKS, ...Object.keys(VARIANTS) as VariantLabel[]]) {
         it(`${stack}: knows every input it knows in an update, so the engine sees no change`, async () => {
-            const update = await (stack === "variant" ? variantRun() : stackRun(stack));
-            const preview = await (stack === "variant" ? runProgram("minikube", VARIANT, { preview: true }) : runProgram(stack, {}, { preview: true }));
+            const variant = stack in VARIANTS ? stack as VariantLabel : undefined;
+            const update = await (variant !== undefined ? variantRun(variant) : stackRun(stack as (typeof STACKS)[number]));
+            const preview = await (variant !== undefined ? runProgram("minikube", VARIANTS[variant], { preview: true }) : runProgram(stack, {}, { preview: true }));
             expect(preview.preview).to.equal(true);
             expect(preview.resources.length).to.equal(update.resources.length);
             const diffs = previewDiffs(update, preview);

@@ -99,6 +99,17 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
         { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris@champion" }]) },
         { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris/7", minReplicas: 2, maxReplicas: 5 }, { name: "churn", model: "models:/churn@prod" }]) },
     ],
+    // Publishing through a Gateway instead of an Ingress, the Ingress's annotations, a ServiceMonitor.
+    ingressAnnotations: [
+        { ingressHost: "mlflow.example.com", ingressAnnotations: JSON.stringify({ "traefik.ingress.kubernetes.io/router.entrypoints": "websecure" }) },
+        { ingressHost: "mlflow.example.com", ingressAnnotations: "{}" },
+    ],
+    gatewayName: [{ ingressHost: "mlflow.example.com", gatewayName: "shared" }],
+    gatewayNamespace: [{ ingressHost: "mlflow.example.com", gatewayName: "shared", gatewayNamespace: "gateway-system" }],
+    gatewaySectionName: [{ ingressHost: "mlflow.example.com", gatewayName: "shared", gatewaySectionName: "https" }],
+    gatewayScheme: [{ ingressHost: "mlflow.example.com", gatewayName: "shared", gatewayScheme: "http" }],
+    serviceMonitor: [{ serviceMonitor: true }],
+    serviceMonitorLabels: [{ serviceMonitor: true, serviceMonitorLabels: JSON.stringify({ release: "kube-prometheus-stack" }) }],
     // The escape hatches change every pod template, PostgreSQL's included: a rolling update, never a new claim.
     extraEnv: [
         { extraEnv: JSON.stringify([{ name: "HTTPS_PROXY", value: "http://proxy.example.com:3128" }]) },

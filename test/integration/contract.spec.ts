@@ -21,6 +21,7 @@ import { CACHE, MLFLOW_VENV, MOTO_VENV, Platform, arg, phase, printPhases, reque
 import { TYPES } from "./lib/rendered";
 import { setMotoEnforcement } from "./lib/services";
 import { createRuns, logBatchBody, percentile, runLoad } from "./lib/load";
+import { parseMetrics, sum } from "./lib/metrics";
 import { PeakSampler, treeMemory } from "./lib/procfs";
 import { parseQuantity } from "../../components/config";
 import { MEMORY_HEADROOM } from "../../components/sizing";
@@ -540,26 +541,3 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         }
     });
 });
-
-/** Samples of Prometheus's text format: `name{labels}` → value. */
-function parseMetrics(text: string): Map<string, number> {
-    const samples = new Map<string, number>();
-    for (const line of text.split("\n")) {
-        const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-        if (m !== null) {
-            samples.set(`${m[1]}${m[2] ?? ""}`, Number(m[3]));
-        }
-    }
-    return samples;
-}
-
-/** The sum of a metric's samples whose labels include `labels`. */
-function sum(samples: Map<string, number>, name: string, labels: Record<string, string>): number {
-    let total = 0;
-    for (const [key, value] of samples) {
-        if ((key === name || key.startsWith(`${name}{`)) && Object.entries(labels).every(([k, v]) => key.includes(`${k}="${v}"`))) {
-            total += value;
-        }
-    }
-    return total;
-}

@@ -1,10 +1,10 @@
 /**
  * The program runs the security specs check, each rendered once: both shipped stacks and the
- * harness's variant (Ingress, emulator endpoint, KMS, autoscaling), so every optional object is
- * covered too.
+ * harness's variants (every optional object; the HTTPRoute in place of the Ingress), so every
+ * optional object is covered too.
  */
 import { kubernetesManifests } from "../../scripts/render";
-import { ProgramRun, stackRun, STACKS, variantRun } from "../harness";
+import { ProgramRun, stackRun, STACKS, VARIANTS, VariantLabel, variantRun } from "../harness";
 
 /** A named run and its Kubernetes objects as the API server would receive them. */
 export interface RenderedRun {
@@ -14,15 +14,15 @@ export interface RenderedRun {
 }
 
 /** Labels of the runs {@link renderedRuns} gives, for declaring one `describe` per run. */
-export const RUN_LABELS: readonly string[] = [...STACKS, "variant"];
+export const RUN_LABELS: readonly string[] = [...STACKS, ...Object.keys(VARIANTS)];
 
 const cache = new Map<string, Promise<RenderedRun>>();
 
-/** One run by label (a stack name or `variant`), rendered. */
+/** One run by label (a stack name or a variant's), rendered. */
 export function renderedRun(label: string): Promise<RenderedRun> {
     let found = cache.get(label);
     if (found === undefined) {
-        const run = label === "variant" ? variantRun() : stackRun(label as (typeof STACKS)[number]);
+        const run = label in VARIANTS ? variantRun(label as VariantLabel) : stackRun(label as (typeof STACKS)[number]);
         found = run.then((r) => ({ label, run: r, objects: kubernetesManifests(r).map((m) => m.object) }));
         cache.set(label, found);
     }

@@ -1,8 +1,20 @@
 /**
  * Validation of Kubernetes objects against the upstream OpenAPI schema as `kubernetes-models`
  * compiles it (Kubernetes 1.33), plus the API versions that 1.33 no longer serves, which the
- * package still ships models for.
+ * package still ships models for; and the custom resources in {@link CRD_MODELS}, against the
+ * schemas of their CRDs.
  */
+import * as path from "path";
+import { ROOT } from "../harness";
+
+/**
+ * Custom resources the program may create, with the package of models compiled from their CRDs:
+ * Gateway API's HTTPRoute (standard channel) and Prometheus Operator's ServiceMonitor.
+ */
+export const CRD_MODELS: Readonly<Record<string, string>> = Object.freeze({
+    "gateway.networking.k8s.io/v1": "@kubernetes-models/gateway-api",
+    "monitoring.coreos.com/v1": "@kubernetes-models/prometheus-operator",
+});
 
 /** Group/versions removed from the API server by 1.33, with the release that removed them. */
 export const REMOVED_API_VERSIONS: Readonly<Record<string, string>> = Object.freeze({
@@ -33,13 +45,17 @@ export function schemaErrors(obj: any): string[] {
         return [`${apiVersion} ${kind}: this API version is no longer served (removed in Kubernetes ${removed})`];
     }
     let model: any;
+    const crd = CRD_MODELS[apiVersion];
     try {
-        model = require(`kubernetes-models/${apiVersion}`)[kind];
+        model = crd === undefined ? require(`kubernetes-models/${apiVersion}`)[kind]
+            // These packages export ES modules only, to `import`: reach the file itself, which
+            // Node 22 can `require`.
+            : require(path.join(ROOT, "node_modules", crd, apiVersion, `${kind}.js`))[kind];
     } catch {
         model = undefined;
     }
     if (typeof model !== "function") {
-        return [`${apiVersion} ${kind}: no such kind in the Kubernetes 1.33 API`];
+        return [`${apiVersion} ${kind}: no such kind in the Kubernetes 1.33 API${crd === undefined ? "" : ` nor in ${crd}`}`];
     }
     try {
         new model(obj).validate();

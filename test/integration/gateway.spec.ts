@@ -1,0 +1,101 @@
+/**
+ * Contract test of publishing through Gateway API (`gatewayName`) and scraping through a
+ * ServiceMonitor (`serviceMonitor`): the minikube stack rendered with an HTTPRoute for
+ * `mlflow.example.com` on a shared Gateway's TLS listener and a ServiceMonitor, its server run for
+ * real. The Gateway's proxies forward the browser's Host and Origin unchanged, as the Ingress's do,
+ * so requests with those headers straight to the pod show what the server admits behind the route.
+ */
+import { expect } from "chai";
+import * as path from "path";
+import { ROOT, GATEWAY_VARIANT } from "../harness";
+import { parseMetrics, sum } from "./lib/metrics";
+import { CACHE, Platform, phase, printPhases, request } from "./lib/platform";
+import { setPidFile, stopAll } from "./lib/processes";
+import { TYPES } from "./lib/rendered";
+
+const RUN = path.join(CACHE, "run-gateway");
+const HOST = GATEWAY_VARIANT.ingressHost;
+
+describe("contract: the server published through an HTTPRoute to a Gateway, scraped through a ServiceMonitor", function () {
+    this.timeout(600000);
+
+    const p = new Platform({ stack: "minikube", dir: RUN, overrides: { ...GATEWAY_VARIANT, serviceMonitor: true } });
+    const admin = () => `${p.admin.user}:${p.admin.password}`;
+    const createExperiment = (name: string, origin?: string, host = HOST) => request(p.server.port, {
+        path: "/api/2.0/mlflow/experiments/create", method: "POST", host, auth: admin(), json: { name },
+        headers: origin === undefined ? {} : { Origin: origin },
+    });
+
+    before(async function () {
+        setPidFile(path.join(RUN, "pids"));
+        await phase("gateway variant: moto, render, provision, PostgreSQL, migration, server", () => p.bringUp());
+    });
+
+    after(async function () {
+        await stopAll();
+        printPhases();
+        console.log(`      logs: ${path.relative(ROOT, p.logs)}`);
+    });
+
+    it("renders an HTTPRoute on the Gateway's listener for the host, to the Service in front of the running server, and no Ingress", function () {
+        expect(p.r.all("kubernetes:networking.k8s.io/v1:Ingress")).to.deep.equal([]);
+        const [route, ...more] = p.r.all("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute");
+        expect(more).to.deep.equal([]);
+        const spec = route!.inputs.spec;
+        expect(spec.parentRefs).to.deep.equal([{
+            group: "gateway.networking.k8s.io", kind: "Gateway",
+            name: GATEWAY_VARIANT.gatewayName, namespace: GATEWAY_VARIANT.gatewayNamespace, sectionName: GATEWAY_VARIANT.gatewaySectionName,
+        }]);
+        expect(spec.hostnames).to.deep.equal([HOST]);
+        const [backend] = spec.rules[0].backendRefs;
+        const service = p.r.all(TYPES.service).find((s) => s.inputs.metadata.name === backend.name);
+        expect(service, `the route's backend ${backend.name}`).to.not.equal(undefined);
+        expect(service!.inputs.spec.ports.map((x: any) => x.port)).to.include(backend.port);
+        const podLabels = p.r.one(TYPES.deployment, /deployment/).inputs.spec.template.metadata.labels;
+        expect(podLabels).to.include(service!.inputs.spec.selector);
+    });
+
+    it("serves the route's host and refuses any other Host, as behind an Ingress", async function () {
+        const ok = await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: HOST, auth: admin() });
+        expect(ok.status, ok.body.toString().slice(0, 200)).to.equal(200);
+        const other = await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: "other.example.com", auth: admin() });
+        expect(other.status).to.equal(403);
+    });
+
+    it("lets browsers on the route's https origin and the configured origin write; the http origin and foreign ones are refused", async function () {
+        const cases: Array<[string | undefined, number]> = [
+            [`https://${HOST}`, 200],
+            [GATEWAY_VARIANT.corsAllowedOrigins, 200],
+            [undefined, 200],
+            // The listener terminates TLS (gatewayScheme https): a page served over http is another origin.
+            [`http://${HOST}`, 403],
+            ["https://evil.example.com", 403],
+            [`https://${HOST}.evil.io`, 403],
+        ];
+        let i = 0;
+        for (const [origin, expected] of cases) {
+            const res = await createExperiment(`gateway-${i++}`, origin);
+            expect(res.status, `Origin ${origin ?? "(none)"}: ${res.body.toString().slice(0, 200)}`).to.equal(expected);
+        }
+        const created = await p.sql(p.db.tracking, "SELECT count(*) FROM experiments WHERE name LIKE 'gateway-%'");
+        expect(created, "only the admitted origins created experiments").to.deep.equal([["3"]]);
+    });
+
+    it("is scraped where the ServiceMonitor points, by pod IP: the metrics Service's port is the exporter's, the counters moved with the requests above", async function () {
+        const monitor = p.r.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor", /metrics/).inputs;
+        const service = p.r.all(TYPES.service).find((s) => Object.entries(monitor.spec.selector.matchLabels)
+            .every(([k, v]) => s.inputs.metadata.labels?.[k] === v))!;
+        const [endpoint] = monitor.spec.endpoints;
+        const port = service.inputs.spec.ports.find((x: any) => x.name === endpoint.port);
+        const exporter = p.server.sidecars.find((c) => c.container.spec.ports.some((x: any) => x.name === port.targetPort));
+        expect(exporter, `a container of the pod has the port named ${port.targetPort}`).to.not.equal(undefined);
+        // Prometheus connects to the endpoint's pod IP with that Host: the exporter answers any Host.
+        const res = await request(exporter!.port, { path: endpoint.path, host: `10.244.0.10:${port.port}` });
+        expect(res.status, res.body.toString().slice(0, 200)).to.equal(200);
+        const samples = parseMetrics(res.body.toString());
+        expect(sum(samples, "mlflow_http_request_total", { method: "POST", status: "200" }), "the admitted writes").to.be.at.least(3);
+        expect(sum(samples, "mlflow_http_request_total", { method: "GET", status: "200" }), "the search on the route's host").to.be.at.least(1);
+        // Refused by the security middleware before the app: neither the foreign origins nor the foreign Host are counted.
+        expect(sum(samples, "mlflow_http_request_total", { status: "403" }), "requests the Host check or CORS refused").to.equal(0);
+    });
+});
