@@ -139,6 +139,7 @@ const server = new MlflowTrackingServer("mlflow", {
     ingress: config.mlflow.ingress,
     httpRoute: config.mlflow.httpRoute,
     serviceMonitor: config.monitoring.serviceMonitor,
+    staticPrefix: config.mlflow.staticPrefix,
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
     servingUsers: servingCredentials.map((c) => c.user),
     gc: config.gc.schedule === undefined ? undefined : { schedule: config.gc.schedule, olderThan: config.gc.olderThan },
@@ -176,10 +177,10 @@ export const kubeContext = config.kubeContext;
 export const namespaceName = namespace.metadata.name;
 export const serviceName = server.serviceName;
 export const portForwardCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} port-forward service/${server.serviceName} ${localPort}:${server.servicePort}`;
-export const localUrl = `http://localhost:${localPort}`;
+export const localUrl = `http://localhost:${localPort}${config.mlflow.staticPrefix ?? ""}`;
 export const internalTrackingUri = server.internalUri;
 /** The URL through the Ingress or the HTTPRoute; empty when there is neither. */
-export const ingressUrl = publicUrl(publicEndpoint(config.mlflow.ingress, config.mlflow.httpRoute));
+export const ingressUrl = publicUrl(publicEndpoint(config.mlflow.ingress, config.mlflow.httpRoute), config.mlflow.staticPrefix);
 export const adminUsername = server.adminUsername;
 export const adminPassword = server.adminPassword;
 export const bucketName = artifacts.bucketName;

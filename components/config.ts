@@ -207,6 +207,8 @@ export interface StackConfig {
         };
         /** Browser origins allowed to make state-changing API calls besides the Ingress's own. */
         readonly corsAllowedOrigins: readonly string[];
+        /** Path under which the server serves the UI and API (`--static-prefix`); undefined: the root. */
+        readonly staticPrefix?: string;
     };
     /** A ServiceMonitor for Prometheus Operator (`serviceMonitor`), with the labels its Prometheus selects. */
     readonly monitoring: { readonly serviceMonitor?: { readonly labels: Readonly<Record<string, string>> } };
@@ -249,6 +251,8 @@ const ARTIFACT_PREFIX = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]
 const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const PEM_CERTIFICATES = /^(-----BEGIN CERTIFICATE-----[\sA-Za-z0-9+/=]+-----END CERTIFICATE-----\s*)+$/;
+// A URL path MLflow prepends to every route; segments need no escaping in a URL, a probe or a route.
+const STATIC_PREFIX = /^(\/[A-Za-z0-9._~-]+)+$/;
 // MLflow user names end up in URLs and in the auth database; keep them simple.
 const USERNAME = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
 
@@ -480,6 +484,10 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         (v) => USERNAME.test(v));
     const defaultPermission = oneOf("mlflowDefaultPermission", DEFAULT_PERMISSIONS);
     const authCacheTtlSeconds = integer("mlflowAuthCacheTtlSeconds", 0, 300);
+    const staticPrefix = optional("mlflowStaticPrefix");
+    if (staticPrefix !== undefined && !(staticPrefix.length <= 128 && STATIC_PREFIX.test(staticPrefix))) {
+        fail("mlflowStaticPrefix", staticPrefix, "empty (the root) or a path of segments of letters, digits, '.', '_', '~' or '-', starting with '/' and not ending with one, such as /mlflow");
+    }
 
     const ingressHost = optional("ingressHost");
     if (ingressHost !== undefined && !(ingressHost.length <= 253 && DNS1123_SUBDOMAIN.test(ingressHost) && ingressHost.includes("."))) {
@@ -606,6 +614,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
                 https: gatewayScheme === "https",
             },
             corsAllowedOrigins,
+            staticPrefix,
         },
         monitoring: { serviceMonitor: serviceMonitor ? { labels: serviceMonitorLabels } : undefined },
         pods,

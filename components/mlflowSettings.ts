@@ -97,6 +97,11 @@ export interface ServerOptions {
      * @default undefined: no metrics
      */
     readonly prometheusDir?: string;
+    /**
+     * Path every route is served under (`--static-prefix`), so the server can share a host.
+     * @default undefined: the root
+     */
+    readonly staticPrefix?: string;
 }
 
 /**
@@ -117,6 +122,7 @@ export function serverArgs(o: ServerOptions): string[] {
         "--allowed-hosts", o.allowedHosts.join(","),
         ...((o.corsAllowedOrigins ?? []).length > 0 ? ["--cors-allowed-origins", o.corsAllowedOrigins!.join(",")] : []),
         ...(o.prometheusDir !== undefined ? ["--expose-prometheus", o.prometheusDir] : []),
+        ...(o.staticPrefix !== undefined ? ["--static-prefix", o.staticPrefix] : []),
         "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS}`,
     ];
 }

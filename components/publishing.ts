@@ -30,17 +30,20 @@ export function publicEndpoint(ingress: IngressSettings | undefined, route: Http
     return route === undefined ? undefined : { host: route.host, tls: route.https };
 }
 
-/** The URL browsers use: `""` when the server is not published (an undefined output warns on every update). */
-export function publicUrl(endpoint: { host: string; tls: boolean } | undefined): string {
-    return endpoint === undefined ? "" : `${endpoint.tls ? "https" : "http"}://${endpoint.host}`;
+/**
+ * The URL browsers and clients use, under the server's static prefix: `""` when the server is not
+ * published (an undefined output warns on every update).
+ */
+export function publicUrl(endpoint: { host: string; tls: boolean } | undefined, staticPrefix = ""): string {
+    return endpoint === undefined ? "" : `${endpoint.tls ? "https" : "http"}://${endpoint.host}${staticPrefix}`;
 }
 
 /**
- * An HTTPRoute's spec: the host to the server's Service port, attached to the configured Gateway
+ * An HTTPRoute's spec: the host (under the server's static prefix) to the server's Service port, attached to the configured Gateway
  * (the Gateway's `allowedRoutes` must admit the stack's namespace). Gateway API has no portable
  * body-size limit (the common implementations set none); the request timeout is portable.
  */
-export function httpRouteSpec(route: HttpRouteSettings, service: { name: string; port: number }): Record<string, unknown> {
+export function httpRouteSpec(route: HttpRouteSettings, service: { name: string; port: number }, pathPrefix = "/"): Record<string, unknown> {
     const timeout = `${PROXY_TIMEOUT_SECONDS}s`;
     return {
         parentRefs: [{
@@ -52,7 +55,7 @@ export function httpRouteSpec(route: HttpRouteSettings, service: { name: string;
         }],
         hostnames: [route.host],
         rules: [{
-            matches: [{ path: { type: "PathPrefix", value: "/" } }],
+            matches: [{ path: { type: "PathPrefix", value: pathPrefix } }],
             backendRefs: [{ group: "", kind: "Service", name: service.name, port: service.port, weight: 1 }],
             timeouts: { request: timeout, backendRequest: timeout },
         }],

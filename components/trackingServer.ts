@@ -132,6 +132,12 @@ export interface MlflowTrackingServerArgs {
      */
     readonly serviceMonitor?: { readonly labels: Readonly<Record<string, string>> };
     /**
+     * Path under which the server serves the UI, the API and `/health` (`--static-prefix`); the
+     * probes, the in-cluster URI, the Ingress's and the HTTPRoute's path follow it.
+     * @default undefined: the root
+     */
+    readonly staticPrefix?: string;
+    /**
      * Browser origins, besides the Ingress's own and localhost, allowed to make state-changing calls.
      * @default []
      */
@@ -393,6 +399,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             allowedHosts: allowedHosts(ns, endpoint?.host),
             prometheusDir: METRICS_DIR,
             corsAllowedOrigins: corsAllowedOrigins(endpoint, args.corsAllowedOrigins ?? []),
+            staticPrefix: args.staticPrefix,
         }));
         // Pods roll when anything they read changes, Secrets included (hashed, never exposed). The
         // values are the ones the program puts into the Secrets, not the Secrets' outputs: the
@@ -404,7 +411,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             args.database.secretName, args.databasePassword, s3Secret?.metadata.name, serverSecret.metadata.name,
         ]).apply((values) => checksum(...values));
 
-        const httpGetHealth = { path: "/health", port: "http" };
+        const httpGetHealth = { path: `${args.staticPrefix ?? ""}/health`, port: "http" };
         // prometheus_client reads the upper-case name; MLflow sets only the deprecated lower-case one.
         const metricsEnv = { name: "PROMETHEUS_MULTIPROC_DIR", value: METRICS_DIR };
         const deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, {
@@ -589,7 +596,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         host: ing.host,
                         http: {
                             paths: [{
-                                path: "/",
+                                path: args.staticPrefix ?? "/",
                                 pathType: "Prefix",
                                 backend: { service: { name: service.metadata.name, port: { name: "http" } } },
                             }],
@@ -604,7 +611,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                 apiVersion: GATEWAY_API_VERSION,
                 kind: "HTTPRoute",
                 metadata: meta,
-                spec: httpRouteSpec(args.httpRoute, { name: SERVICE_NAME, port: SERVICE_PORT }),
+                spec: httpRouteSpec(args.httpRoute, { name: SERVICE_NAME, port: SERVICE_PORT }, args.staticPrefix ?? "/"),
             }, { ...child, dependsOn: [service] });
         }
         if (args.serviceMonitor) {
@@ -629,7 +636,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
 
         this.serviceName = service.metadata.name;
         this.deploymentName = deployment.metadata.name;
-        this.internalUri = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc.cluster.local:${SERVICE_PORT}`;
+        this.internalUri = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc.cluster.local:${SERVICE_PORT}${args.staticPrefix ?? ""}`;
         this.registerOutputs({
             serviceName: this.serviceName,
             internalUri: this.internalUri,

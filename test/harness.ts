@@ -506,7 +506,8 @@ export const VARIANT = Object.freeze({
 
 /**
  * The other way to publish the server, which excludes an Ingress: an HTTPRoute to a shared Gateway
- * in another namespace, on its TLS listener, its proxies in Envoy Gateway's namespace.
+ * in another namespace, on its TLS listener, its proxies in Envoy Gateway's namespace, the server
+ * under a path of the shared host.
  */
 export const GATEWAY_VARIANT = Object.freeze({
     ingressHost: "mlflow.example.com",
@@ -516,6 +517,8 @@ export const GATEWAY_VARIANT = Object.freeze({
     gatewayScheme: "https",
     ingressControllerNamespace: "envoy-gateway-system",
     corsAllowedOrigins: "https://notebooks.example.com",
+    // Sharing the host with other tools: everything under /mlflow.
+    mlflowStaticPrefix: "/mlflow",
 });
 
 /** The variant runs by label: every optional object, and the Gateway API alternative. */

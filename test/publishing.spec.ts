@@ -93,15 +93,18 @@ describe("publishing the server", () => {
             expect(route.inputs.spec.parentRefs).to.deep.equal([{ group: "gateway.networking.k8s.io", kind: "Gateway", name: "shared", namespace: "gateway-system", sectionName: "https" }]);
             expect(route.inputs.spec.hostnames).to.deep.equal(["mlflow.example.com"]);
             const [rule] = route.inputs.spec.rules;
-            expect(rule.matches).to.deep.equal([{ path: { type: "PathPrefix", value: "/" } }]);
+            expect(rule.matches, "the server's static prefix").to.deep.equal([{ path: { type: "PathPrefix", value: GATEWAY_VARIANT.mlflowStaticPrefix } }]);
             expect(rule.backendRefs).to.deep.equal([{ group: "", kind: "Service", name: "mlflow-service", port: 80, weight: 1 }]);
             expect(rule.timeouts).to.deep.equal({ request: `${PROXY_TIMEOUT_SECONDS}s`, backendRequest: `${PROXY_TIMEOUT_SECONDS}s` });
-            expect(run.outputs.ingressUrl).to.equal("https://mlflow.example.com");
+            expect(run.outputs.ingressUrl).to.equal("https://mlflow.example.com/mlflow");
         });
 
         it("wires the host into --allowed-hosts and CORS exactly as an Ingress with TLS does", async () => {
             const route = (await renderedRun("gateway")).objects;
-            const ingressRun = await runProgram("minikube", { ...host, ingressTlsSecretName: "tls", corsAllowedOrigins: GATEWAY_VARIANT.corsAllowedOrigins, ingressControllerNamespace: "envoy-gateway-system" });
+            const ingressRun = await runProgram("minikube", {
+                ...host, ingressTlsSecretName: "tls", corsAllowedOrigins: GATEWAY_VARIANT.corsAllowedOrigins, ingressControllerNamespace: "envoy-gateway-system",
+                mlflowStaticPrefix: GATEWAY_VARIANT.mlflowStaticPrefix,
+            });
             const ingress = kubernetesManifests(ingressRun).map((m) => m.object);
             for (const name of ["--allowed-hosts", "--cors-allowed-origins"]) {
                 expect(flag(route, name), name).to.equal(flag(ingress, name));
@@ -138,6 +141,36 @@ describe("publishing the server", () => {
             expect(run.ofType(ROUTE)).to.deep.equal([]);
             const variant = await variantRun();
             expect(variant.one(INGRESS).inputs.metadata.annotations, "the variant leaves them unset").to.deep.equal(NGINX_INGRESS_ANNOTATIONS);
+        });
+    });
+
+    describe("a static prefix (mlflowStaticPrefix)", () => {
+        it("is refused unless a clean absolute path without a trailing slash", () => {
+            for (const bad of ["mlflow", "/mlflow/", "/", "/ml flow", "/mlflow?x=1", "//mlflow", `/${"a".repeat(128)}`]) {
+                expectRejected({ mlflowStaticPrefix: bad }, "mlflowStaticPrefix", /a path of segments .* such as \/mlflow/);
+            }
+            expect(parse({ mlflowStaticPrefix: "/tools/mlflow-2.0" }).mlflow.staticPrefix).to.equal("/tools/mlflow-2.0");
+            expect(parse({}).mlflow.staticPrefix).to.equal(undefined);
+        });
+
+        it("moves the server's routes, its probes, the route's path and every URL under the prefix (the gateway run)", async () => {
+            const { objects, run } = await renderedRun("gateway");
+            expect(flag(objects, "--static-prefix")).to.equal("/mlflow");
+            const server = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "mlflow-tracking-server").spec.template.spec.containers[0];
+            expect(server.startupProbe.httpGet.path).to.equal("/mlflow/health");
+            expect(server.readinessProbe.httpGet.path).to.equal("/mlflow/health");
+            expect(run.outputs.localUrl).to.equal("http://localhost:8080/mlflow");
+            expect(run.outputs.internalTrackingUri).to.equal("http://mlflow-service.mlflow.svc.cluster.local:80/mlflow");
+        });
+
+        it("leaves the root to the server without one, and gives an Ingress the prefix as its path", async () => {
+            const { objects, run } = await renderedRun("minikube");
+            expect(objects.find((o) => o.kind === "Deployment" && o.metadata.name === "mlflow-tracking-server").spec.template.spec.containers[0].args)
+                .to.not.include("--static-prefix");
+            expect(run.outputs.localUrl).to.equal("http://localhost:8080");
+            const ingress = await runProgram("minikube", { ...host, mlflowStaticPrefix: "/mlflow" });
+            expect(ingress.one(INGRESS).inputs.spec.rules[0].http.paths[0]).to.include({ path: "/mlflow", pathType: "Prefix" });
+            expect(ingress.outputs.ingressUrl).to.equal("http://mlflow.example.com/mlflow");
         });
     });
 
@@ -185,5 +218,7 @@ describe("publishing the server", () => {
         expect(publicUrl(publicEndpoint({ host: "m.example.com", tlsSecretName: "t", annotations: {} }, undefined))).to.equal("https://m.example.com");
         expect(publicUrl(publicEndpoint(undefined, route))).to.equal("http://m.example.com");
         expect(publicUrl(publicEndpoint(undefined, undefined))).to.equal("");
+        expect(publicUrl(publicEndpoint(undefined, route), "/mlflow")).to.equal("http://m.example.com/mlflow");
+        expect(publicUrl(undefined, "/mlflow"), "nothing published, even with a prefix").to.equal("");
     });
 });

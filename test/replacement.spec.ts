@@ -109,6 +109,7 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     gatewaySectionName: [{ ingressHost: "mlflow.example.com", gatewayName: "shared", gatewaySectionName: "https" }],
     gatewayScheme: [{ ingressHost: "mlflow.example.com", gatewayName: "shared", gatewayScheme: "http" }],
     serviceMonitor: [{ serviceMonitor: true }],
+    mlflowStaticPrefix: [{ mlflowStaticPrefix: "/mlflow" }, { ingressHost: "mlflow.example.com", mlflowStaticPrefix: "/tools/mlflow" }],
     serviceMonitorLabels: [{ serviceMonitor: true, serviceMonitorLabels: JSON.stringify({ release: "kube-prometheus-stack" }) }],
     // The escape hatches change every pod template, PostgreSQL's included: a rolling update, never a new claim.
     extraEnv: [

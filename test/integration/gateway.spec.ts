@@ -1,8 +1,8 @@
 /**
  * Contract test of publishing through Gateway API (`gatewayName`) and scraping through a
  * ServiceMonitor (`serviceMonitor`): the minikube stack rendered with an HTTPRoute for
- * `mlflow.example.com` on a shared Gateway's TLS listener and a ServiceMonitor, its server run for
- * real. The Gateway's proxies forward the browser's Host and Origin unchanged, as the Ingress's do,
+ * `mlflow.example.com/mlflow` on a shared Gateway's TLS listener (the server under a static prefix)
+ * and a ServiceMonitor, its server run for real. The Gateway's proxies forward the browser's Host and Origin unchanged, as the Ingress's do,
  * so requests with those headers straight to the pod show what the server admits behind the route.
  */
 import { expect } from "chai";
@@ -15,6 +15,7 @@ import { TYPES } from "./lib/rendered";
 
 const RUN = path.join(CACHE, "run-gateway");
 const HOST = GATEWAY_VARIANT.ingressHost;
+const PREFIX = GATEWAY_VARIANT.mlflowStaticPrefix;
 
 describe("contract: the server published through an HTTPRoute to a Gateway, scraped through a ServiceMonitor", function () {
     this.timeout(600000);
@@ -22,7 +23,7 @@ describe("contract: the server published through an HTTPRoute to a Gateway, scra
     const p = new Platform({ stack: "minikube", dir: RUN, overrides: { ...GATEWAY_VARIANT, serviceMonitor: true } });
     const admin = () => `${p.admin.user}:${p.admin.password}`;
     const createExperiment = (name: string, origin?: string, host = HOST) => request(p.server.port, {
-        path: "/api/2.0/mlflow/experiments/create", method: "POST", host, auth: admin(), json: { name },
+        path: `${PREFIX}/api/2.0/mlflow/experiments/create`, method: "POST", host, auth: admin(), json: { name },
         headers: origin === undefined ? {} : { Origin: origin },
     });
 
@@ -55,11 +56,33 @@ describe("contract: the server published through an HTTPRoute to a Gateway, scra
         expect(podLabels).to.include(service!.inputs.spec.selector);
     });
 
-    it("serves the route's host and refuses any other Host, as behind an Ingress", async function () {
-        const ok = await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: HOST, auth: admin() });
+    it("serves the route's host under the prefix, and refuses any other Host, as behind an Ingress", async function () {
+        const search = `${PREFIX}/api/2.0/mlflow/experiments/search?max_results=1`;
+        const ok = await request(p.server.port, { path: search, host: HOST, auth: admin() });
         expect(ok.status, ok.body.toString().slice(0, 200)).to.equal(200);
-        const other = await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: "other.example.com", auth: admin() });
+        const other = await request(p.server.port, { path: search, host: "other.example.com", auth: admin() });
         expect(other.status).to.equal(403);
+        const root = await request(p.server.port, { path: "/api/2.0/mlflow/experiments/search?max_results=1", host: HOST, auth: admin() });
+        expect(root.status, "nothing is served outside the prefix").to.equal(404);
+        // The probes the server became ready with (the harness runs the rendered ones) need no login.
+        expect((await request(p.server.port, { path: `${PREFIX}/health`, host: HOST })).status).to.equal(200);
+        const ui = await request(p.server.port, { path: `${PREFIX}/`, host: HOST, auth: admin() });
+        expect(ui.status).to.equal(200);
+        expect(ui.body.toString(), "the UI's page").to.match(/<html/i);
+    });
+
+    it("serves the real MLflow client with the prefixed tracking URI, artifacts through the proxy included", async function () {
+        const seeded = await phase("client under the prefix", () => p.python("gc-seed", {
+            tag: "prefix", runs: ["prefixed"], delete: [], workDir: path.join(RUN, "client"),
+        }, p.clientEnv()));
+        expect(p.clientEnv().MLFLOW_TRACKING_URI).to.match(new RegExp(`${PREFIX}$`));
+        const runId: string = seeded.runs.prefixed.id;
+        expect(await p.sql(p.db.tracking, `SELECT status FROM runs WHERE run_uuid = '${runId}'`)).to.deep.equal([["FINISHED"]]);
+        const listed = await request(p.server.port, {
+            path: `${PREFIX}/api/2.0/mlflow-artifacts/artifacts?path=${encodeURIComponent(`${seeded.experimentId}/${runId}/artifacts/outputs`)}`, host: HOST, auth: admin(),
+        });
+        expect(listed.status, listed.body.toString().slice(0, 200)).to.equal(200);
+        expect(JSON.parse(listed.body.toString()).files.map((f: any) => f.path).sort()).to.deep.equal(["model.txt", "nested"]);
     });
 
     it("lets browsers on the route's https origin and the configured origin write; the http origin and foreign ones are refused", async function () {

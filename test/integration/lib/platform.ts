@@ -553,7 +553,8 @@ export class Platform {
     trackingUri(): string {
         const local = new URL(this.r.run.outputs.localUrl as string);
         local.port = String(this.server.port);
-        return local.origin;
+        // The server's static prefix, when it has one, is the URL's path.
+        return `${local.origin}${local.pathname.replace(/\/$/, "")}`;
     }
 
     /** Runs a contract.py subcommand in the MLflow venv (or another venv). */
