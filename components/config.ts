@@ -87,6 +87,9 @@ export const SERVED_MODEL_DEFAULTS = Object.freeze({
     minReplicas: 1, maxReplicas: 0, workers: 1, cpuRequest: "250m", cpuLimit: "1", memoryRequest: "512Mi", memoryLimit: "1Gi",
 });
 
+/** Gateway API's Duration (GEP-2257), as HTTPRoute timeouts take it. */
+const GATEWAY_DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
+
 /** The scheme a Gateway's listener serves the host on: it makes the browser origin CORS admits. */
 export const GATEWAY_SCHEMES = ["https", "http"] as const;
 
@@ -204,6 +207,8 @@ export interface StackConfig {
             readonly gateway: { readonly name: string; readonly namespace?: string; readonly sectionName?: string };
             /** Whether the Gateway's listener terminates TLS for `host` (`gatewayScheme`). */
             readonly https: boolean;
+            /** Gateway API duration a request may take end to end (`gatewayRequestTimeout`); `0s`: no limit. */
+            readonly requestTimeout: string;
         };
         /** Browser origins allowed to make state-changing API calls besides the Ingress's own. */
         readonly corsAllowedOrigins: readonly string[];
@@ -464,7 +469,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
     const database = parseDatabase({ raw, optional, required, integer, oneOf, list, fail }, isSecret);
 
     const servedModels = parseServedModels(raw("servedModels"), fail);
-    const pods = parsePodOverrides(raw, fail);
+    const pods = parsePodOverrides(raw, fail, isSecret);
     const serviceMonitor = boolean("serviceMonitor");
     const serviceMonitorLabels = parseLabelMap("serviceMonitorLabels", raw("serviceMonitorLabels"), fail);
     if (!serviceMonitor && Object.keys(serviceMonitorLabels).length > 0) {
@@ -505,6 +510,9 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         fail("ingressHost", "", `required when ${PROJECT}:ingressClassName or ${PROJECT}:ingressTlsSecretName is set`);
     }
     const ingressAnnotations = parseIngressAnnotations(raw("ingressAnnotations"), fail);
+    if (ingressHost === undefined && raw("ingressAnnotations") !== undefined) {
+        fail("ingressAnnotations", ingressAnnotations, `unset without ${PROJECT}:ingressHost: there is no Ingress to annotate`);
+    }
     const gatewayName = optional("gatewayName");
     if (gatewayName !== undefined && !(gatewayName.length <= 253 && DNS1123_SUBDOMAIN.test(gatewayName))) {
         fail("gatewayName", gatewayName, "empty (an Ingress, or nothing) or the name of a Gateway (DNS-1123 subdomain)");
@@ -518,6 +526,9 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         fail("gatewaySectionName", gatewaySectionName, "empty (every listener of the Gateway that admits the route) or a listener's name");
     }
     const gatewayScheme = oneOf("gatewayScheme", GATEWAY_SCHEMES);
+    const gatewayRequestTimeout = string("gatewayRequestTimeout",
+        "a Gateway API duration (1 to 4 numbers of up to 5 digits with h, m, s or ms, such as 1h, 30m or 1h30m), 0s for no limit",
+        (v) => GATEWAY_DURATION.test(v));
     if (gatewayName === undefined) {
         for (const [key, value] of [["gatewayNamespace", gatewayNamespace], ["gatewaySectionName", gatewaySectionName]] as const) {
             if (value !== undefined) {
@@ -612,6 +623,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
                 host: ingressHost,
                 gateway: { name: gatewayName, namespace: gatewayNamespace, sectionName: gatewaySectionName },
                 https: gatewayScheme === "https",
+                requestTimeout: gatewayRequestTimeout,
             },
             corsAllowedOrigins,
             staticPrefix,
@@ -690,10 +702,10 @@ interface Readers {
  * strings, integers, booleans and arrays of those; a declared type would make the CLI refuse the
  * value). They are documented in a comment there and in the README instead.
  */
-export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "ingressAnnotations", "serviceMonitorLabels", "extraEnv", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels"];
+export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "ingressAnnotations", "serviceMonitorLabels", "extraEnv", "imageMirrors", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels"];
 
 /** The {@link STRUCTURED_KEYS} that hold a map (of strings) rather than a list. */
-export const STRUCTURED_MAP_KEYS: readonly string[] = ["ingressAnnotations", "serviceMonitorLabels", "nodeSelector", "podAnnotations", "podLabels"];
+export const STRUCTURED_MAP_KEYS: readonly string[] = ["ingressAnnotations", "serviceMonitorLabels", "imageMirrors", "nodeSelector", "podAnnotations", "podLabels"];
 
 const MODEL_URI = /^models:\/([A-Za-z0-9][A-Za-z0-9._ -]{0,199})(?:@([A-Za-z0-9_-]{1,255})|\/([1-9][0-9]{0,9}))$/;
 const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image"];

@@ -10,10 +10,22 @@
 import * as pulumi from "@pulumi/pulumi";
 import { MLFLOW_IMAGE, POSTGRES_IMAGE } from "./versions";
 
-/** An extra environment variable: a plain value, or one key of a Secret that already exists in the namespace. */
-export type ExtraEnv =
-    | { readonly name: string; readonly value: string }
-    | { readonly name: string; readonly secretName: string; readonly secretKey: string; readonly optional: boolean };
+/**
+ * The kinds of pod the program makes, by their `app.kubernetes.io/name` label: what an `extraEnv`
+ * entry's `workloads` may name.
+ */
+export const WORKLOADS = [
+    "tracking-server", "db-migration", "postgres", "db-backup", "db-restore", "artifact-gc", "serving-grants", "model-server",
+] as const;
+export type Workload = (typeof WORKLOADS)[number];
+
+/**
+ * An extra environment variable: a plain value, or one key of a Secret that already exists in the
+ * namespace; in the pods of `workloads` (undefined: every pod).
+ */
+export type ExtraEnv = { readonly name: string; readonly workloads?: readonly Workload[] } & (
+    | { readonly value: string }
+    | { readonly secretName: string; readonly secretKey: string; readonly optional: boolean });
 
 /** A toleration, as Kubernetes spells it. */
 export interface Toleration {
@@ -41,8 +53,11 @@ export interface PodOverrides {
     readonly env: readonly ExtraEnv[];
     /** `imagePullSecrets`: Secrets in the namespace holding registry credentials. */
     readonly imagePullSecrets: readonly string[];
-    /** `imageRegistry`: a mirror serving the program's own images under the same paths. */
-    readonly imageRegistry?: string;
+    /**
+     * `imageMirrors`: by upstream registry (`ghcr.io`, `docker.io`), the registry and path that
+     * mirrors it; the program's images are pulled from there under their own repository paths.
+     */
+    readonly imageMirrors: Readonly<Record<string, string>>;
     readonly nodeSelector: Readonly<Record<string, string>>;
     readonly tolerations: readonly Toleration[];
     readonly topologySpreadConstraints: readonly TopologySpread[];
@@ -52,7 +67,7 @@ export interface PodOverrides {
 
 /** The config keys of the escape hatches, as `pulumi config set` names them. */
 export const POD_OVERRIDE_KEYS = [
-    "extraEnv", "imagePullSecrets", "imageRegistry", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels",
+    "extraEnv", "imagePullSecrets", "imageMirrors", "nodeSelector", "tolerations", "topologySpreadConstraints", "podAnnotations", "podLabels",
 ] as const;
 
 /**
@@ -62,7 +77,7 @@ export const POD_OVERRIDE_KEYS = [
  * that every name a rendered container sets is reserved here.
  */
 export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
-    "HOME", "PYTHONDONTWRITEBYTECODE", "SERVED_MODELS", "MODEL_URI", "MODEL_DIR", "PROMETHEUS_MULTIPROC_DIR",
+    "HOME", "PATH", "PYTHONDONTWRITEBYTECODE", "SERVED_MODELS", "MODEL_URI", "MODEL_DIR", "PROMETHEUS_MULTIPROC_DIR",
     "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_DB", "MLFLOW_AUTH_DB",
     "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "MLFLOW_CRYPTO_KEK_PASSPHRASE", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW",
@@ -72,25 +87,45 @@ export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
 
 /**
  * Prefixes reserved whole: `AWS_` carries the pods' AWS identity and `PG` the database login (libpq
- * reads every `PG*` variable), `POSTGRES_` configures the PostgreSQL image and `BACKUP_`/`RESTORE_`
- * the backup scripts, `SERVING_` the model servers' users. An extra variable there could swap an identity the program scoped.
+ * reads every `PG*` variable); `MLFLOW_` configures MLflow, whose variables can turn its security
+ * middleware off or send a client's credentials to another registry (the program's settings have
+ * keys of their own); `UVICORN_`, `GUNICORN_`, `PYTHON` and `LD_` change what the servers run;
+ * `POSTGRES_` configures the PostgreSQL image, `BACKUP_`/`RESTORE_` the backup scripts, `SERVING_`
+ * the model servers' users. An extra variable there could swap an identity or a protection the
+ * program set up.
  */
-export const RESERVED_ENV_PREFIXES: readonly string[] = ["AWS_", "PG", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_"];
+export const RESERVED_ENV_PREFIXES: readonly string[] = [
+    "AWS_", "PG", "MLFLOW_", "UVICORN_", "GUNICORN_", "PYTHON", "LD_", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_",
+];
 
 /** Whether the program reserves an environment variable's name. */
 export function isReservedEnvName(name: string): boolean {
     return RESERVED_ENV_NAMES.has(name) || RESERVED_ENV_PREFIXES.some((p) => name.startsWith(p));
 }
 
-// A name that reads like a credential: its value belongs in a Secret, never in a pod spec.
-const CREDENTIAL_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|_KEY$|^KEY$)/i;
+/**
+ * Words (between underscores) of a name that reads like a credential, whose value belongs in a
+ * Secret, never in a pod spec: a heuristic, which a name like DATABASE_URL with a password inside
+ * escapes; it is there to catch the common case.
+ */
+const CREDENTIAL_WORDS: ReadonlySet<string> = new Set([
+    "PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "SECRETS", "TOKEN", "TOKENS", "APIKEY", "KEY", "KEYS", "CREDENTIAL", "CREDENTIALS", "DSN", "PRIVATE",
+]);
+
+/** Whether an environment variable's name reads like a credential ({@link CREDENTIAL_WORDS}). */
+export function isCredentialName(name: string): boolean {
+    return name.toUpperCase().split("_").some((word) => CREDENTIAL_WORDS.has(word));
+}
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 // A registry host (with a dot, a port or `localhost`, as container runtimes tell a host from a
-// Docker Hub namespace), with an optional path under which the mirror serves the images.
-const REGISTRY = /^([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|localhost|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*:\d{1,5})(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+// Docker Hub namespace) and at most one port, with an optional path under which the mirror serves
+// the images (path components as the distribution spec allows them).
+const HOST_LABEL = "[a-z0-9]([a-z0-9-]*[a-z0-9])?";
+const PATH_COMPONENT = "[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*";
+const REGISTRY = new RegExp(`^((${HOST_LABEL}(\\.${HOST_LABEL})+|localhost)(:\\d{1,5})?|${HOST_LABEL}:\\d{1,5})(\\/${PATH_COMPONENT})*$`);
 
 /**
  * Annotation keys refused on pods: the ones the program sets (content checksums that roll the pods,
@@ -117,8 +152,8 @@ type Fail = (key: string, value: unknown, allowed: string) => void;
  * Validates the escape hatches' raw config values (structured ones as JSON, as the Pulumi SDK returns
  * them). Every problem goes to `fail`, naming the key (and entry) and what is allowed.
  */
-export function parsePodOverrides(raw: (key: string) => string | undefined, fail: Fail): PodOverrides {
-    const structured = (key: string, shape: "list" | "map", example: string): unknown => {
+export function parsePodOverrides(raw: (key: string) => string | undefined, fail: Fail, isSecret: (key: string) => boolean): PodOverrides {
+    const structured = (key: string, shape: "list" | "map", example: string, fail_: Fail = fail): unknown => {
         const value = raw(key);
         if (value === undefined || value === "") {
             return shape === "list" ? [] : {};
@@ -127,18 +162,20 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
         try {
             parsed = JSON.parse(value);
         } catch {
-            fail(key, value, `a ${shape === "list" ? "list" : "map"} set in the stack file or with \`pulumi config set --path\`, such as ${example}`);
+            fail_(key, value, `a ${shape === "list" ? "list" : "map"} set in the stack file or with \`pulumi config set --path\`, such as ${example}`);
             return shape === "list" ? [] : {};
         }
         const ok = shape === "list" ? Array.isArray(parsed) : parsed !== null && typeof parsed === "object" && !Array.isArray(parsed);
         if (!ok) {
-            fail(key, parsed, `a ${shape === "list" ? "list" : "map of strings"}, such as ${example}`);
+            fail_(key, parsed, `a ${shape === "list" ? "list" : "map of strings"}, such as ${example}`);
             return shape === "list" ? [] : {};
         }
         return parsed;
     };
 
-    const env = parseExtraEnv(structured("extraEnv", "list", "[{ name: HTTPS_PROXY, value: http://proxy:3128 }]") as unknown[], fail);
+    // Values of extraEnv may be credentials set by mistake: no error repeats them.
+    const hidden: Fail = (key, value, allowed) => fail(key, key.endsWith(".name") ? value : "[not shown]", allowed);
+    const env = parseExtraEnv(structured("extraEnv", "list", "[{ name: HTTPS_PROXY, value: http://proxy:3128 }]", hidden) as unknown[], hidden, isSecret("extraEnv"));
 
     const imagePullSecrets = (raw("imagePullSecrets") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
     for (const name of imagePullSecrets) {
@@ -147,11 +184,11 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
         }
     }
 
-    const registry = raw("imageRegistry");
-    const imageRegistry = registry === undefined || registry === "" ? undefined : registry.replace(/\/+$/, "");
-    if (imageRegistry !== undefined && !REGISTRY.test(imageRegistry)) {
-        fail("imageRegistry", registry, "empty (the images' own registries) or a registry host with an optional port and path, such as registry.example.com or registry.example.com:5000/mirror");
-    }
+    const upstreams = [...new Set(programImages().map(registryOf))];
+    const mirrors = stringMap("imageMirrors", structured("imageMirrors", "map", "{ ghcr.io: registry.example.com/ghcr, docker.io: registry.example.com/dockerhub }") as Record<string, unknown>, fail, (k, v) =>
+        !upstreams.includes(k) ? `a registry the program pulls from (${upstreams.join(", ")}); images you name yourself are not mirrored`
+            : !REGISTRY.test(v.replace(/\/+$/, "")) ? "a registry host with an optional port and path that mirrors it, such as registry.example.com/ghcr or 123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub" : undefined);
+    const imageMirrors = Object.fromEntries(Object.entries(mirrors).map(([k, v]) => [k, v.replace(/\/+$/, "")]));
 
     const nodeSelector = stringMap("nodeSelector", structured("nodeSelector", "map", "{ kubernetes.io/arch: amd64 }") as Record<string, unknown>, fail, (k, v) =>
         !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
@@ -167,7 +204,7 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
 
     const labels = parseLabelMap("podLabels", raw("podLabels"), fail);
 
-    return { env, imagePullSecrets, imageRegistry, nodeSelector, tolerations, topologySpreadConstraints, annotations, labels };
+    return { env, imagePullSecrets, imageMirrors, nodeSelector, tolerations, topologySpreadConstraints, annotations, labels };
 }
 
 /**
@@ -224,7 +261,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
     return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
-function parseExtraEnv(entries: unknown[], fail: Fail): ExtraEnv[] {
+function parseExtraEnv(entries: unknown[], fail: Fail, setAsSecret: boolean): ExtraEnv[] {
     const out: ExtraEnv[] = [];
     const names = new Set<string>();
     entries.forEach((entry, i) => {
@@ -233,7 +270,7 @@ function parseExtraEnv(entries: unknown[], fail: Fail): ExtraEnv[] {
             fail(at, entry, "an object { name, value } or { name, secretName, secretKey }");
             return;
         }
-        onlyFields(at, entry, ["name", "value", "secretName", "secretKey", "optional"], fail);
+        onlyFields(at, entry, ["name", "value", "secretName", "secretKey", "optional", "workloads"], fail);
         const name = entry.name;
         if (typeof name !== "string" || !ENV_NAME.test(name)) {
             fail(`${at}.name`, name, "an environment variable name: letters, digits and '_', not starting with a digit");
@@ -247,6 +284,16 @@ function parseExtraEnv(entries: unknown[], fail: Fail): ExtraEnv[] {
             fail(`${label}.name`, name, "a name no other entry of extraEnv has");
         }
         names.add(name);
+        let workloads: Workload[] | undefined;
+        if (entry.workloads !== undefined) {
+            const w = entry.workloads;
+            if (!Array.isArray(w) || w.length === 0 || !w.every((x) => (WORKLOADS as readonly unknown[]).includes(x))) {
+                fail(`${label}.workloads`, w, `a non-empty list of the pods to set it in, among ${WORKLOADS.join(", ")}; absent: every pod`);
+            } else {
+                workloads = [...new Set(w as Workload[])];
+            }
+        }
+        const scope = workloads === undefined ? {} : { workloads };
         const fromSecret = entry.secretName !== undefined || entry.secretKey !== undefined;
         if (fromSecret) {
             if (entry.value !== undefined) {
@@ -263,7 +310,7 @@ function parseExtraEnv(entries: unknown[], fail: Fail): ExtraEnv[] {
             if (entry.optional !== undefined && typeof entry.optional !== "boolean") {
                 fail(`${label}.optional`, entry.optional, "true (the pods start without the variable when the Secret or key is missing) or false");
             }
-            out.push({ name, secretName: String(secretName), secretKey: String(secretKey), optional: entry.optional === true });
+            out.push({ name, ...scope, secretName: String(secretName), secretKey: String(secretKey), optional: entry.optional === true });
             return;
         }
         if (entry.optional !== undefined) {
@@ -274,12 +321,22 @@ function parseExtraEnv(entries: unknown[], fail: Fail): ExtraEnv[] {
             fail(`${label}.value`, value, "a string, or secretName and secretKey to read it from a Secret");
             return;
         }
-        if (CREDENTIAL_NAME.test(name)) {
-            fail(`${label}.value`, "[redacted]",
+        if (isCredentialName(name)) {
+            fail(`${label}.value`, value,
                 "read from a Secret (secretName and secretKey): a variable named like a credential never goes into a pod spec as plain text");
             return;
         }
-        out.push({ name, value: String(value) });
+        if (setAsSecret) {
+            fail(`${label}.value`, value,
+                "a plain value in a stack whose extraEnv was set with --secret: a pod spec would carry it in clear; put it in a Secret and use secretName and secretKey");
+            return;
+        }
+        if (/(^|[^$])\$\(/.test(String(value))) {
+            // Kubernetes expands $(NAME) with the container's earlier variables, the program's credentials among them.
+            fail(`${label}.value`, value, "free of $(NAME) references, which would copy the program's variables (credentials among them); write $$( for a literal $(");
+            return;
+        }
+        out.push({ name, ...scope, value: String(value) });
     });
     return out;
 }
@@ -304,8 +361,9 @@ function parseTolerations(entries: unknown[], fail: Fail): Toleration[] {
         if (key !== undefined && (typeof key !== "string" || !isQualifiedName(key))) {
             fail(`${at}.key`, key, "a taint key (a label key)");
         }
-        if (key === undefined && operator !== "Exists") {
-            fail(`${at}.key`, key, "required unless operator is Exists (which, without a key, tolerates every taint)");
+        if (key === undefined) {
+            // Without a key, Exists tolerates every taint (control-plane and not-ready nodes included).
+            fail(`${at}.key`, key, "a taint key: a toleration without one would let every pod onto any tainted node");
         }
         const value = entry.value === undefined ? undefined : String(entry.value);
         if (operator === "Exists" && value !== undefined && value !== "") {
@@ -374,21 +432,28 @@ function parseTopologySpread(entries: unknown[], fail: Fail): TopologySpread[] {
     return out;
 }
 
-/** The program's own images, which `imageRegistry` redirects; an image a user names is left as given. */
+/** The program's own images, which `imageMirrors` redirects; an image a user names is left as given. */
 export function programImages(): readonly string[] {
     return [MLFLOW_IMAGE, POSTGRES_IMAGE];
 }
 
+/** The registry host of a fully qualified image reference (the program's are). */
+export function registryOf(image: string): string {
+    return image.slice(0, image.indexOf("/"));
+}
+
 /**
- * An image pulled from a mirror: the registry host replaced, the repository path and the pinned tag
- * kept (`ghcr.io/mlflow/mlflow:v3.17.2-full` from `registry.example.com/mirror` is
- * `registry.example.com/mirror/mlflow/mlflow:v3.17.2-full`), as pull-through caches serve them.
+ * An image pulled from its registry's mirror: the registry host replaced, the repository path and
+ * the pinned tag kept (`ghcr.io/mlflow/mlflow:v3.17.2-full` with `ghcr.io` mirrored at
+ * `registry.example.com/ghcr` is `registry.example.com/ghcr/mlflow/mlflow:v3.17.2-full`), as
+ * pull-through caches (ECR's rules, Harbor's proxy projects) serve one upstream under a prefix.
  */
-export function mirroredImage(image: string, registry: string | undefined): string {
-    if (registry === undefined || !programImages().includes(image)) {
+export function mirroredImage(image: string, mirrors: Readonly<Record<string, string>>): string {
+    const mirror = mirrors[registryOf(image)];
+    if (mirror === undefined || !programImages().includes(image)) {
         return image;
     }
-    return `${registry}/${image.slice(image.indexOf("/") + 1)}`;
+    return `${mirror}/${image.slice(image.indexOf("/") + 1)}`;
 }
 
 /** Where each workload kind keeps its pod template. */
@@ -405,7 +470,7 @@ const SELECTOR_KEYS = ["app.kubernetes.io/name", "app.kubernetes.io/instance"];
 
 /** Whether the overrides add nothing at all. */
 export function isEmpty(o: PodOverrides): boolean {
-    return o.env.length === 0 && o.imagePullSecrets.length === 0 && o.imageRegistry === undefined
+    return o.env.length === 0 && o.imagePullSecrets.length === 0 && Object.keys(o.imageMirrors).length === 0
         && Object.keys(o.nodeSelector).length === 0 && o.tolerations.length === 0 && o.topologySpreadConstraints.length === 0
         && Object.keys(o.annotations).length === 0 && Object.keys(o.labels).length === 0;
 }
@@ -420,7 +485,13 @@ export function withPodOverrides(type: string, props: Record<string, unknown>, o
         return props;
     }
     const deployment = type === "kubernetes:apps/v1:Deployment";
-    return at(props, path, (template: any) => ({
+    return at(props, path, (template: any) => withTemplateOverrides(template, o, deployment));
+}
+
+function withTemplateOverrides(template: any, o: PodOverrides, deployment: boolean): unknown {
+    // Which kind of pod this is, for extraEnv's `workloads`; the components set the label as a plain value.
+    const workload: unknown = template.metadata?.labels?.["app.kubernetes.io/name"];
+    return ({
         ...template,
         metadata: mapInput(template.metadata ?? {}, (m: any) => ({
             ...m,
@@ -441,18 +512,19 @@ export function withPodOverrides(type: string, props: Record<string, unknown>, o
                     })))),
             }),
             ...(o.imagePullSecrets.length === 0 ? {} : { imagePullSecrets: append(spec.imagePullSecrets, o.imagePullSecrets.map((name) => ({ name }))) }),
-            containers: mapInput(spec.containers, (cs: unknown[]) => cs.map((c) => container(c, o))),
-            ...(spec.initContainers === undefined ? {} : { initContainers: mapInput(spec.initContainers, (cs: unknown[]) => cs.map((c) => container(c, o))) }),
+            containers: mapInput(spec.containers, (cs: unknown[]) => cs.map((c) => container(c, o, workload))),
+            ...(spec.initContainers === undefined ? {} : { initContainers: mapInput(spec.initContainers, (cs: unknown[]) => cs.map((c) => container(c, o, workload))) }),
         })),
-    }));
+    });
 }
 
-function container(c: any, o: PodOverrides): unknown {
+function container(c: any, o: PodOverrides, workload: unknown): unknown {
+    const env = o.env.filter((e) => e.workloads === undefined || (e.workloads as readonly unknown[]).includes(workload));
     return mapInput(c, (c: any) => ({
         ...c,
-        ...(typeof c.image === "string" ? { image: mirroredImage(c.image, o.imageRegistry) } : {}),
-        ...(o.env.length === 0 ? {} : {
-            env: append(c.env, o.env.map((e) => "value" in e
+        ...(typeof c.image === "string" ? { image: mirroredImage(c.image, o.imageMirrors) } : {}),
+        ...(env.length === 0 ? {} : {
+            env: append(c.env, env.map((e) => "value" in e
                 ? { name: e.name, value: e.value }
                 : { name: e.name, valueFrom: { secretKeyRef: { name: e.secretName, key: e.secretKey, ...(e.optional ? { optional: true } : {}) } } })),
         }),

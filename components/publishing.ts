@@ -10,11 +10,6 @@ export type IngressSettings = NonNullable<StackConfig["mlflow"]["ingress"]>;
 /** The HTTPRoute settings from config (`ingressHost` with `gatewayName`). */
 export type HttpRouteSettings = NonNullable<StackConfig["mlflow"]["httpRoute"]>;
 
-/**
- * Seconds a request through the Ingress or the HTTPRoute may take, artifact transfers included:
- * ingress-nginx's read and send timeouts, and the HTTPRoute's request timeout.
- */
-export const PROXY_TIMEOUT_SECONDS = 600;
 
 /** Gateway API group of HTTPRoute and Gateway (standard channel, v1). */
 export const GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1";
@@ -41,10 +36,12 @@ export function publicUrl(endpoint: { host: string; tls: boolean } | undefined, 
 /**
  * An HTTPRoute's spec: the host (under the server's static prefix) to the server's Service port, attached to the configured Gateway
  * (the Gateway's `allowedRoutes` must admit the stack's namespace). Gateway API has no portable
- * body-size limit (the common implementations set none); the request timeout is portable.
+ * body-size limit (the common implementations set none).
  */
 export function httpRouteSpec(route: HttpRouteSettings, service: { name: string; port: number }, pathPrefix = "/"): Record<string, unknown> {
-    const timeout = `${PROXY_TIMEOUT_SECONDS}s`;
+    // The whole request, artifact transfers included (an Extended feature of Gateway API: the
+    // implementations that support it apply it; `0s` disables it).
+    const timeout = route.requestTimeout;
     return {
         parentRefs: [{
             group: "gateway.networking.k8s.io",

@@ -426,10 +426,13 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         annotations: {
                             "checksum/config": configChecksum,
                             // The conventional annotations of Prometheus's pod discovery: the exporter's
-                            // port, which answers by pod IP without a login (README, "Monitoring").
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": String(METRICS_PORT),
-                            "prometheus.io/path": METRICS_PATH,
+                            // port, which answers by pod IP without a login (README, "Monitoring"). Not
+                            // with a ServiceMonitor: a Prometheus reading both would count every request twice.
+                            ...(args.serviceMonitor ? {} : {
+                                "prometheus.io/scrape": "true",
+                                "prometheus.io/port": String(METRICS_PORT),
+                                "prometheus.io/path": METRICS_PATH,
+                            }),
                         },
                     },
                     spec: {

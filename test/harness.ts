@@ -490,10 +490,11 @@ export const VARIANT = Object.freeze({
     extraEnv: JSON.stringify([
         { name: "HTTPS_PROXY", value: "http://proxy.example.com:3128" },
         { name: "NO_PROXY", value: ".svc,.cluster.local,10.0.0.0/8" },
-        { name: "SENTRY_DSN", secretName: "observability", secretKey: "sentry-dsn", optional: true },
+        // A credential for the server and its Job only: it never reaches the scoring servers, which run model code.
+        { name: "SENTRY_DSN", secretName: "observability", secretKey: "sentry-dsn", optional: true, workloads: ["tracking-server", "db-migration"] },
     ]),
     imagePullSecrets: "registry-credentials",
-    imageRegistry: "registry.example.com/mirror",
+    imageMirrors: JSON.stringify({ "ghcr.io": "registry.example.com/ghcr", "docker.io": "registry.example.com/dockerhub" }),
     nodeSelector: JSON.stringify({ "kubernetes.io/arch": "amd64", "node.example.com/pool": "ml" }),
     tolerations: JSON.stringify([{ key: "dedicated", operator: "Equal", value: "ml", effect: "NoSchedule" }]),
     topologySpreadConstraints: JSON.stringify([{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway" }]),

@@ -34,7 +34,7 @@ describe("ModelServer", () => {
 
     it("downloads the model in an init container through the tracking server, as the model's own user", () => {
         const [download] = iris.inputs.spec.template.spec.initContainers;
-        expect(download.image, "the MLflow image, from the variant's mirror").to.equal(mirroredImage(MLFLOW_IMAGE, VARIANT.imageRegistry));
+        expect(download.image, "the MLflow image, from the variant's mirror").to.equal(mirroredImage(MLFLOW_IMAGE, JSON.parse(VARIANT.imageMirrors)));
         expect(download.command).to.deep.equal(["sh", "-c", DOWNLOAD_SCRIPT]);
         expect(DOWNLOAD_SCRIPT).to.match(/^mlflow artifacts download --artifact-uri "\$MODEL_URI" --dst-path "\$MODEL_DIR" && exit 0\n/);
         expect(DOWNLOAD_SCRIPT.trim().split("\n").at(-1), "a failed download fails the pod").to.equal("exit 1");
@@ -55,7 +55,7 @@ describe("ModelServer", () => {
     it("serves it with MLflow's scoring server as PID 1, holding no credentials", () => {
         const [serve] = iris.inputs.spec.template.spec.containers;
         expect(serve.image, "the entry's pinned image").to.equal("registry.example.com/models/iris:1.4.2");
-        expect(churn.inputs.spec.template.spec.containers[0].image, "the MLflow image by default (from the variant's mirror)").to.equal(mirroredImage(MLFLOW_IMAGE, VARIANT.imageRegistry));
+        expect(churn.inputs.spec.template.spec.containers[0].image, "the MLflow image by default (from the variant's mirror)").to.equal(mirroredImage(MLFLOW_IMAGE, JSON.parse(VARIANT.imageMirrors)));
         expect(serve.command.slice(0, 1)).to.deep.equal(["uvicorn"]);
         expect(serve.command).to.include("mlflow.pyfunc.scoring_server.app:app");
         expect(serve.command[serve.command.indexOf("--workers") + 1]).to.equal("2");
@@ -63,9 +63,8 @@ describe("ModelServer", () => {
         expect(serve.command[serve.command.indexOf("--port") + 1]).to.equal(String(SCORING_PORT));
         const e = env(serve);
         expect(e.__pyfunc_model_path__.value).to.equal(MODEL_DIR);
-        // The variant's extraEnv reads a Secret of the operator's into every container, by their choice.
-        const extra = (JSON.parse(VARIANT.extraEnv) as { name: string }[]).map((x) => x.name);
-        expect(Object.entries(e).filter(([k, v]: [string, any]) => v.valueFrom !== undefined && !extra.includes(k)), "no Secret of the program reaches the scoring server").to.deep.equal([]);
+        // The variant's extraEnv Secret is scoped to the server and its Job (`workloads`).
+        expect(Object.values(e).filter((v: any) => v.valueFrom !== undefined), "no Secret reaches the scoring server").to.deep.equal([]);
         expect(Object.keys(e).filter((k) => k.startsWith("MLFLOW_TRACKING")), "it never calls the tracking server").to.deep.equal([]);
         const mount = serve.volumeMounts.find((m: any) => m.mountPath === MODEL_DIR);
         expect(mount.readOnly, "the model is read-only to the server").to.equal(true);

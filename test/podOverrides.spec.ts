@@ -6,7 +6,7 @@
 import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, PROJECT, parseConfig } from "../components/config";
-import { PodOverrides, isReservedEnvName, mirroredImage, withPodOverrides } from "../components/podOverrides";
+import { PodOverrides, WORKLOADS, isCredentialName, isReservedEnvName, mirroredImage, withPodOverrides } from "../components/podOverrides";
 import { MLFLOW_IMAGE, POSTGRES_IMAGE } from "../components/versions";
 import { podTemplates } from "../policy/checks/podSecurity";
 import { VARIANT, runProgram, stackConfig } from "./harness";
@@ -14,13 +14,14 @@ import { expectRejected as expectRejectedBy } from "./support/configErrors";
 import { RUN_LABELS, renderedRun } from "./support/runs";
 import { kubernetesManifests } from "../scripts/render";
 
-function parse(overrides: Record<string, string | undefined>) {
+/** Parses a minikube stack's config with some keys replaced; `secret` lists keys set with --secret. */
+function parse(overrides: Record<string, string | undefined>, secret: readonly string[] = []) {
     const config = stackConfig("minikube", overrides);
-    return parseConfig((key) => config[`${PROJECT}:${key}`]);
+    return parseConfig((key) => config[`${PROJECT}:${key}`], (key) => secret.includes(key));
 }
 
-function expectRejected(overrides: Record<string, string>, key: string, allowed: RegExp): string {
-    return expectRejectedBy(() => parse(overrides), JSON.stringify(overrides), key, allowed);
+function expectRejected(overrides: Record<string, string>, key: string, allowed: RegExp, secret: readonly string[] = []): string {
+    return expectRejectedBy(() => parse(overrides, secret), JSON.stringify(overrides), key, allowed);
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
@@ -38,21 +39,23 @@ function templateMetadata(o: any): any {
 }
 
 const NONE: PodOverrides = {
-    env: [], imagePullSecrets: [], nodeSelector: {}, tolerations: [], topologySpreadConstraints: [], annotations: {}, labels: {},
+    env: [], imagePullSecrets: [], imageMirrors: {}, nodeSelector: {}, tolerations: [], topologySpreadConstraints: [], annotations: {}, labels: {},
 };
 
 describe("escape hatches", () => {
     describe("validation, before anything is created", () => {
         it("accepts every key empty: the stacks as shipped add nothing to a pod", () => {
-            expect(parse({}).pods).to.deep.equal({ ...NONE, imageRegistry: undefined });
+            expect(parse({}).pods).to.deep.equal(NONE);
         });
 
         it("reads the variant's values, YAML scalars as strings", () => {
             const pods = parse({ ...stringValues(VARIANT), nodeSelector: json({ "node.example.com/gpu": true, zone: 3 }) }).pods;
             expect(pods.env.map((e) => e.name)).to.deep.equal(["HTTPS_PROXY", "NO_PROXY", "SENTRY_DSN"]);
-            expect(pods.env[2]).to.deep.equal({ name: "SENTRY_DSN", secretName: "observability", secretKey: "sentry-dsn", optional: true });
+            expect(pods.env[2]).to.deep.equal({
+                name: "SENTRY_DSN", secretName: "observability", secretKey: "sentry-dsn", optional: true, workloads: ["tracking-server", "db-migration"],
+            });
             expect(pods.imagePullSecrets).to.deep.equal(["registry-credentials"]);
-            expect(pods.imageRegistry).to.equal("registry.example.com/mirror");
+            expect(pods.imageMirrors).to.deep.equal({ "ghcr.io": "registry.example.com/ghcr", "docker.io": "registry.example.com/dockerhub" });
             expect(pods.nodeSelector).to.deep.equal({ "node.example.com/gpu": "true", zone: "3" });
             expect(pods.tolerations).to.deep.equal([{ key: "dedicated", operator: "Equal", value: "ml", effect: "NoSchedule" }]);
             expect(pods.topologySpreadConstraints).to.deep.equal([{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway" }]);
@@ -71,18 +74,65 @@ describe("escape hatches", () => {
                 expectRejected({ extraEnv: json([{ name: "A", value: "x" }, { name: "A", value: "y" }]) }, "extraEnv[1] (A).name", /no other entry/);
             });
 
-            it("refuses the names the program sets and the prefixes that carry identities", () => {
-                for (const name of ["MLFLOW_TRACKING_URI", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "HOME", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL_S3", "PGPASSWORD", "PGHOST", "POSTGRES_PASSWORD", "BACKUP_BUCKET"]) {
+            it("refuses the names the program sets and the prefixes that carry identities or change what the servers run", () => {
+                for (const name of [
+                    "MLFLOW_TRACKING_URI", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "HOME", "PATH", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL_S3", "PGPASSWORD", "PGHOST",
+                    "POSTGRES_PASSWORD", "BACKUP_BUCKET",
+                    // Read by MLflow or the servers though the program never sets them.
+                    "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", "MLFLOW_REGISTRY_URI", "UVICORN_WORKERS", "GUNICORN_CMD_ARGS", "PYTHONPATH", "LD_PRELOAD",
+                ]) {
                     expectRejected({ extraEnv: json([{ name, value: "x" }]) }, `extraEnv[0] (${name}).name`, /not a variable the program sets or reserves/);
                 }
             });
 
+            it("refuses $(NAME) in a value, which would copy the program's variables, its credentials among them", () => {
+                for (const value of ["http://u:$(AWS_SECRET_ACCESS_KEY)@proxy:3128", "$(MLFLOW_DB_PASSWORD)", "x$(PGPASSWORD)"]) {
+                    const message = expectRejected({ extraEnv: json([{ name: "HTTPS_PROXY", value }]) }, "extraEnv[0] (HTTPS_PROXY).value", /free of \$\(NAME\) references/);
+                    expect(message).to.not.include(value);
+                }
+                expect(parse({ extraEnv: json([{ name: "TEMPLATE", value: "literal $$(NAME) and $HOME" }]) }).pods.env[0]).to.include({ value: "literal $$(NAME) and $HOME" });
+            });
+
+            it("refuses plain values when extraEnv was set with --secret: they would sit in pod specs in clear", () => {
+                const message = expectRejected({ extraEnv: json([{ name: "HTTPS_PROXY", value: "http://proxy.internal:3128" }]) }, "extraEnv[0] (HTTPS_PROXY).value",
+                    /set with --secret/, ["extraEnv"]);
+                expect(message).to.not.include("proxy.internal");
+                expect(parse({ extraEnv: json([{ name: "SENTRY_DSN", secretName: "s", secretKey: "k" }]) }, ["extraEnv"]).pods.env).to.have.length(1);
+            });
+
+            it("shows no value in any of its errors, only names", () => {
+                const leak = "hunter2-do-not-print";
+                for (const entry of [{ name: "A", value: leak, secretName: "s", secretKey: "k" }, { name: "A", value: leak, typo: leak }, { name: "A", value: { nested: leak } }]) {
+                    let error: unknown;
+                    try {
+                        parse({ extraEnv: json([entry]) });
+                    } catch (e) {
+                        error = e;
+                    }
+                    expect(error, JSON.stringify(entry)).to.be.instanceOf(ConfigError);
+                    expect((error as Error).message).to.not.include(leak);
+                }
+                const unparsable = expectRejected({ extraEnv: `[{"name": "A", "value": "${leak}"` }, "extraEnv", /a list/);
+                expect(unparsable).to.not.include(leak);
+            });
+
+            it("sets a variable in the named workloads only", () => {
+                expect(parse({ extraEnv: json([{ name: "SENTRY_DSN", secretName: "s", secretKey: "k", workloads: ["tracking-server", "db-migration"] }]) }).pods.env[0])
+                    .to.deep.include({ workloads: ["tracking-server", "db-migration"] });
+                expectRejected({ extraEnv: json([{ name: "A", value: "x", workloads: ["server"] }]) }, "extraEnv[0] (A).workloads", /among tracking-server, db-migration/);
+                expectRejected({ extraEnv: json([{ name: "A", value: "x", workloads: [] }]) }, "extraEnv[0] (A).workloads", /a non-empty list/);
+            });
+
             it("refuses a plain value for a name that reads like a credential, without printing the value", () => {
-                for (const name of ["DATABRICKS_TOKEN", "OPENAI_API_KEY", "SMTP_PASSWORD", "CLIENT_SECRET", "HF_APIKEY", "GOOGLE_CREDENTIALS"]) {
+                for (const name of ["DATABRICKS_TOKEN", "OPENAI_API_KEY", "SMTP_PASSWORD", "CLIENT_SECRET", "HF_APIKEY", "GOOGLE_CREDENTIALS", "DB_PASS", "SENTRY_DSN", "KEY"]) {
                     const message = expectRejected({ extraEnv: json([{ name, value: "s3cr3t-value-42" }]) }, `extraEnv[0] (${name}).value`, /read from a Secret \(secretName and secretKey\)/);
                     expect(message, "the value stays out of the error").to.not.include("s3cr3t-value-42");
                 }
                 expect(parse({ extraEnv: json([{ name: "OPENAI_API_KEY", secretName: "openai", secretKey: "key" }]) }).pods.env).to.have.length(1);
+                // Whole words only: these are not credentials.
+                for (const name of ["TOKENIZERS_PARALLELISM", "KEYCLOAK_REALM", "PASSTHROUGH", "MONKEY_PATCH", "HTTPS_PROXY"]) {
+                    expect(isCredentialName(name), name).to.equal(false);
+                }
             });
 
             it("takes one source per variable, and a Secret's name and key in full", () => {
@@ -100,14 +150,18 @@ describe("escape hatches", () => {
             expect(parse({ imagePullSecrets: " a, b.c " }).pods.imagePullSecrets).to.deep.equal(["a", "b.c"]);
         });
 
-        it("imageRegistry: a registry host, with a port or a path, never a Docker Hub namespace or a URL", () => {
-            for (const bad of ["mlflow", "https://registry.example.com", "Registry.Example.com", "registry.example.com/Mirror", "registry.example.com:port"]) {
-                expectRejected({ imageRegistry: bad }, "imageRegistry", /a registry host with an optional port and path/);
+        it("imageMirrors: for each registry the program pulls from, a registry host with a port or a path, never a Docker Hub namespace or a URL", () => {
+            for (const bad of ["mlflow", "https://registry.example.com", "Registry.Example.com", "registry.example.com/Mirror", "registry.example.com:port", "host:5000:5000", "registry.example.com/a--"]) {
+                expectRejected({ imageMirrors: json({ "ghcr.io": bad }) }, "imageMirrors.ghcr.io", /a registry host with an optional port and path/);
             }
-            for (const good of ["registry.example.com", "localhost:5000", "registry.example.com:5000/mirror/public", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ghcr", "harbor.example.com/proxy-cache/"]) {
-                expect(() => parse({ imageRegistry: good }), good).to.not.throw();
+            for (const good of ["registry.example.com", "localhost:5000", "mirror:5000", "registry.example.com:5000/mirror/public", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ghcr",
+                "harbor.example.com/proxy-cache/", "registry.example.com/docker__hub", "registry.example.com/docker--hub"]) {
+                expect(() => parse({ imageMirrors: json({ "docker.io": good }) }), good).to.not.throw();
             }
-            expect(parse({ imageRegistry: "harbor.example.com/proxy-cache/" }).pods.imageRegistry, "a trailing slash is dropped").to.equal("harbor.example.com/proxy-cache");
+            expect(parse({ imageMirrors: json({ "ghcr.io": "harbor.example.com/ghcr-proxy/" }) }).pods.imageMirrors, "a trailing slash is dropped")
+                .to.deep.equal({ "ghcr.io": "harbor.example.com/ghcr-proxy" });
+            expectRejected({ imageMirrors: json({ "quay.io": "registry.example.com" }) }, "imageMirrors.quay.io", /a registry the program pulls from \(ghcr.io, docker.io\)/);
+            expectRejected({ imageMirrors: "registry.example.com" }, "imageMirrors", /a map/);
         });
 
         it("nodeSelector: a map of label keys to label values", () => {
@@ -120,7 +174,8 @@ describe("escape hatches", () => {
         it("tolerations: Kubernetes's own rules", () => {
             expectRejected({ tolerations: json([{ key: "k", operator: "In", value: "v" }]) }, "tolerations[0].operator", /one of Exists, Equal/);
             expectRejected({ tolerations: json([{ key: "k", operator: "Exists", value: "v" }]) }, "tolerations[0].value", /absent with operator Exists/);
-            expectRejected({ tolerations: json([{ operator: "Equal", value: "v" }]) }, "tolerations[0].key", /required unless operator is Exists/);
+            expectRejected({ tolerations: json([{ operator: "Equal", value: "v" }]) }, "tolerations[0].key", /a taint key/);
+            expectRejected({ tolerations: json([{ operator: "Exists" }]) }, "tolerations[0].key", /would let every pod onto any tainted node/);
             expectRejected({ tolerations: json([{ key: "k", value: "v", effect: "NoRun" }]) }, "tolerations[0].effect", /NoSchedule, PreferNoSchedule, NoExecute/);
             expectRejected({ tolerations: json([{ key: "k", value: "v", effect: "NoSchedule", tolerationSeconds: 30 }]) }, "tolerations[0].tolerationSeconds", /NoExecute only/);
             expect(parse({ tolerations: json([{ key: "k", operator: "Exists", effect: "NoExecute", tolerationSeconds: 300 }]) }).pods.tolerations)
@@ -155,13 +210,13 @@ describe("escape hatches", () => {
         it("lists every problem at once, so one run shows them all", () => {
             let error: unknown;
             try {
-                parse({ imageRegistry: "mlflow", podLabels: json({ "app.kubernetes.io/name": "x" }), tolerations: json([{ key: "k", operator: "In" }]) });
+                parse({ imageMirrors: json({ "ghcr.io": "mlflow" }), podLabels: json({ "app.kubernetes.io/name": "x" }), tolerations: json([{ key: "k", operator: "In" }]) });
             } catch (e) {
                 error = e;
             }
             expect(error).to.be.instanceOf(ConfigError);
             expect((error as ConfigError).problems.map((p) => p.split(" = ")[0])).to.include.members([
-                `${PROJECT}:imageRegistry`, `${PROJECT}:podLabels.app.kubernetes.io/name`, `${PROJECT}:tolerations[0].operator`,
+                `${PROJECT}:imageMirrors.ghcr.io`, `${PROJECT}:podLabels.app.kubernetes.io/name`, `${PROJECT}:tolerations[0].operator`,
             ]);
         });
 
@@ -205,14 +260,21 @@ describe("escape hatches", () => {
                 expect(t.spec.imagePullSecrets, t.owner).to.deep.equal([{ name: "registry-credentials" }]);
                 expect(t.metadata.labels.team, t.owner).to.equal("ml-platform");
                 expect(t.metadata.annotations["example.com/team"], t.owner).to.equal("ml-platform");
+                const workload = t.metadata.labels["app.kubernetes.io/name"];
                 for (const c of t.containers) {
                     const extra = (c.env as any[]).filter((e) => ["HTTPS_PROXY", "NO_PROXY", "SENTRY_DSN"].includes(e.name));
                     expect(extra, `${t.owner} ${c.name}`).to.deep.equal([
                         { name: "HTTPS_PROXY", value: "http://proxy.example.com:3128" },
                         { name: "NO_PROXY", value: ".svc,.cluster.local,10.0.0.0/8" },
-                        { name: "SENTRY_DSN", valueFrom: { secretKeyRef: { name: "observability", key: "sentry-dsn", optional: true } } },
+                        // Scoped by `workloads` to the server and the migration Job.
+                        ...(["tracking-server", "db-migration"].includes(workload)
+                            ? [{ name: "SENTRY_DSN", valueFrom: { secretKeyRef: { name: "observability", key: "sentry-dsn", optional: true } } }] : []),
                     ]);
-                    expect(c.image, `${t.owner} ${c.name}`).to.satisfy((i: string) => i.startsWith("registry.example.com/mirror/") || i === "registry.example.com/models/iris:1.4.2");
+                    expect(c.image, `${t.owner} ${c.name}`).to.be.oneOf([
+                        `registry.example.com/ghcr/${MLFLOW_IMAGE.slice("ghcr.io/".length)}`,
+                        `registry.example.com/dockerhub/${POSTGRES_IMAGE.slice("docker.io/".length)}`,
+                        "registry.example.com/models/iris:1.4.2",
+                    ]);
                 }
             }
         });
@@ -227,11 +289,17 @@ describe("escape hatches", () => {
             }
         });
 
-        it("keeps what the program sets: selectors, checksum and Prometheus annotations, its environment first", async () => {
+        it("names every kind of pod the program makes in WORKLOADS, which extraEnv's workloads choose from", async () => {
+            const { objects } = await renderedRun("variant");
+            const kinds = new Set(templatesOf(objects).map((t) => t.metadata.labels["app.kubernetes.io/name"]));
+            expect([...kinds].sort()).to.deep.equal([...WORKLOADS].sort());
+        });
+
+        it("keeps what the program sets: selectors, the checksum annotation, its environment first", async () => {
             const { objects } = await renderedRun("variant");
             const server = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "mlflow-tracking-server");
             const annotations = server.spec.template.metadata.annotations;
-            expect(annotations).to.include.keys("checksum/config", "prometheus.io/scrape", "prometheus.io/port");
+            expect(annotations).to.include.keys("checksum/config", "example.com/team");
             expect(server.spec.selector.matchLabels).to.deep.equal({ "app.kubernetes.io/name": "tracking-server", "app.kubernetes.io/instance": "mlflow" });
             const env = server.spec.template.spec.containers[0].env.map((e: any) => e.name);
             expect(env.slice(-3), "extra variables come last").to.deep.equal(["HTTPS_PROXY", "NO_PROXY", "SENTRY_DSN"]);
@@ -262,7 +330,7 @@ describe("escape hatches", () => {
     });
 
     describe("withPodOverrides", () => {
-        const overrides: PodOverrides = { ...NONE, env: [{ name: "TZ", value: "UTC" }], imageRegistry: "mirror.example.com" };
+        const overrides: PodOverrides = { ...NONE, env: [{ name: "TZ", value: "UTC" }], imageMirrors: { "docker.io": "mirror.example.com" } };
 
         it("leaves resources without a pod template alone, and every resource when nothing is set", () => {
             const service = { spec: { ports: [{ port: 80 }] } };
@@ -283,10 +351,12 @@ describe("escape hatches", () => {
         });
 
         it("mirrors only the program's images, keeping their paths and pinned tags", () => {
-            expect(mirroredImage(MLFLOW_IMAGE, "registry.example.com/mirror")).to.equal(`registry.example.com/mirror/${MLFLOW_IMAGE.slice("ghcr.io/".length)}`);
-            expect(mirroredImage(POSTGRES_IMAGE, "localhost:5000")).to.equal(`localhost:5000/library/postgres:${POSTGRES_IMAGE.split(":")[1]}`);
-            expect(mirroredImage("registry.example.com/models/iris:1.4.2", "mirror.example.com")).to.equal("registry.example.com/models/iris:1.4.2");
-            expect(mirroredImage(MLFLOW_IMAGE, undefined)).to.equal(MLFLOW_IMAGE);
+            const mirrors = { "ghcr.io": "registry.example.com/ghcr", "docker.io": "localhost:5000" };
+            expect(mirroredImage(MLFLOW_IMAGE, mirrors)).to.equal(`registry.example.com/ghcr/${MLFLOW_IMAGE.slice("ghcr.io/".length)}`);
+            expect(mirroredImage(POSTGRES_IMAGE, mirrors)).to.equal(`localhost:5000/library/postgres:${POSTGRES_IMAGE.split(":")[1]}`);
+            expect(mirroredImage(POSTGRES_IMAGE, { "ghcr.io": "registry.example.com/ghcr" }), "an upstream without a mirror").to.equal(POSTGRES_IMAGE);
+            expect(mirroredImage("registry.example.com/models/iris:1.4.2", { "registry.example.com": "mirror.example.com" })).to.equal("registry.example.com/models/iris:1.4.2");
+            expect(mirroredImage(MLFLOW_IMAGE, {})).to.equal(MLFLOW_IMAGE);
         });
     });
 });

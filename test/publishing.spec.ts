@@ -6,7 +6,7 @@
 import { expect } from "chai";
 import { NGINX_INGRESS_ANNOTATIONS, PROJECT, parseConfig } from "../components/config";
 import { METRICS_PATH } from "../components/mlflowSettings";
-import { PROXY_TIMEOUT_SECONDS, publicEndpoint, publicUrl } from "../components/publishing";
+import { publicEndpoint, publicUrl } from "../components/publishing";
 import { GATEWAY_VARIANT, VARIANT, runProgram, stackConfig, variantRun } from "./harness";
 import { expectRejected as expectRejectedBy } from "./support/configErrors";
 import { RUN_LABELS, renderedRun } from "./support/runs";
@@ -42,7 +42,7 @@ describe("publishing the server", () => {
             const c = parse({ ...host, gatewayName: "shared", gatewayNamespace: "gateway-system", gatewaySectionName: "https" });
             expect(c.mlflow.ingress).to.equal(undefined);
             expect(c.mlflow.httpRoute).to.deep.equal({
-                host: "mlflow.example.com", gateway: { name: "shared", namespace: "gateway-system", sectionName: "https" }, https: true,
+                host: "mlflow.example.com", gateway: { name: "shared", namespace: "gateway-system", sectionName: "https" }, https: true, requestTimeout: "1h",
             });
             expect(parse({ ...host, gatewayName: "shared", gatewayScheme: "http" }).mlflow.httpRoute!.https).to.equal(false);
         });
@@ -60,6 +60,9 @@ describe("publishing the server", () => {
             expectRejected({ ...host, gatewayName: "Shared_GW" }, "gatewayName", /DNS-1123 subdomain/);
             expectRejected({ ...host, gatewayName: "shared", gatewayNamespace: "gateway.system" }, "gatewayNamespace", /DNS-1123 label/);
             expectRejected({ ...host, gatewayName: "shared", gatewayScheme: "tcp" }, "gatewayScheme", /one of https, http/);
+            for (const bad of ["10 minutes", "1d", "600", "-1s", "1h1h1h1h1h"]) {
+                expectRejected({ ...host, gatewayName: "shared", gatewayRequestTimeout: bad }, "gatewayRequestTimeout", /a Gateway API duration/);
+            }
         });
 
         it("gives the Ingress ingress-nginx's annotations unless ingressAnnotations says otherwise; {} gives none", () => {
@@ -71,6 +74,7 @@ describe("publishing the server", () => {
             expectRejected({ ...host, ingressAnnotations: "proxy-body-size=0" }, "ingressAnnotations", /a map of annotations for your ingress controller/);
             expectRejected({ ...host, ingressAnnotations: JSON.stringify({ "bad key!": "x" }) }, "ingressAnnotations.bad key!", /an annotation key/);
             expectRejected({ ...host, ingressAnnotations: JSON.stringify({ a: { b: 1 } }) }, "ingressAnnotations.a", /a string/);
+            expectRejected({ ingressAnnotations: "{}" }, "ingressAnnotations", /there is no Ingress to annotate/);
         });
 
         it("asks for a ServiceMonitor with serviceMonitor only, its labels label keys", () => {
@@ -95,7 +99,9 @@ describe("publishing the server", () => {
             const [rule] = route.inputs.spec.rules;
             expect(rule.matches, "the server's static prefix").to.deep.equal([{ path: { type: "PathPrefix", value: GATEWAY_VARIANT.mlflowStaticPrefix } }]);
             expect(rule.backendRefs).to.deep.equal([{ group: "", kind: "Service", name: "mlflow-service", port: 80, weight: 1 }]);
-            expect(rule.timeouts).to.deep.equal({ request: `${PROXY_TIMEOUT_SECONDS}s`, backendRequest: `${PROXY_TIMEOUT_SECONDS}s` });
+            expect(rule.timeouts, "gatewayRequestTimeout's default").to.deep.equal({ request: "1h", backendRequest: "1h" });
+            const unlimited = await runProgram("minikube", { ...GATEWAY_VARIANT, gatewayRequestTimeout: "0s" });
+            expect(unlimited.one(ROUTE).inputs.spec.rules[0].timeouts, "0s: no limit, as Gateway API defines it").to.deep.equal({ request: "0s", backendRequest: "0s" });
             expect(run.outputs.ingressUrl).to.equal("https://mlflow.example.com/mlflow");
         });
 
@@ -201,7 +207,9 @@ describe("publishing the server", () => {
             const exporter = server.spec.template.spec.containers.find((c: any) => (c.ports ?? []).some((x: any) => x.name === port.targetPort));
             expect(exporter.name, "the port the monitor scrapes is the exporter's").to.equal("metrics");
             expect(exporter.ports[0].containerPort).to.equal(port.port);
-            expect(server.spec.template.metadata.annotations["prometheus.io/path"], "the same path the annotations name").to.equal(endpoint.path);
+            expect(endpoint.path, "the exporter's path").to.equal(METRICS_PATH);
+            // One way to be scraped: a Prometheus that also reads the annotations would count every request twice.
+            expect(server.spec.template.metadata.annotations).to.not.have.any.keys("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path");
         });
 
         it("is valid against Prometheus Operator's schema, which refuses a broken monitor", async () => {
@@ -214,7 +222,7 @@ describe("publishing the server", () => {
     });
 
     it("publicEndpoint and publicUrl: the Ingress's TLS or the Gateway's scheme makes the origin; nothing published, an empty URL", () => {
-        const route = { host: "m.example.com", gateway: { name: "g" }, https: false };
+        const route = { host: "m.example.com", gateway: { name: "g" }, https: false, requestTimeout: "1h" };
         expect(publicUrl(publicEndpoint({ host: "m.example.com", tlsSecretName: "t", annotations: {} }, undefined))).to.equal("https://m.example.com");
         expect(publicUrl(publicEndpoint(undefined, route))).to.equal("http://m.example.com");
         expect(publicUrl(publicEndpoint(undefined, undefined))).to.equal("");
