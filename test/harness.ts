@@ -309,6 +309,11 @@ export interface RunOptions {
      * ({@link SECRET_CONFIG_KEYS}): a user's mistake the program must refuse.
      */
     readonly plaintextConfig?: readonly string[];
+    /**
+     * Further config keys set with `--secret` (a structured key holding a secret leaf counts as one,
+     * as the CLI reports it).
+     */
+    readonly secretConfig?: readonly string[];
 }
 
 /** Config keys a user sets with `pulumi config set --secret`; the harness passes them as secrets. */
@@ -366,7 +371,7 @@ export async function runProgram(stack: string, overrides: Record<string, string
         });
         return register(req, callback);
     };
-    const secretKeys = SECRET_CONFIG_KEYS.filter((k) => overrides[k] !== undefined && !(options.plaintextConfig ?? []).includes(k))
+    const secretKeys = [...SECRET_CONFIG_KEYS.filter((k) => overrides[k] !== undefined && !(options.plaintextConfig ?? []).includes(k)), ...options.secretConfig ?? []]
         .map((k) => `${PROJECT}:${k}`);
     pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
     clearProgramModules();

@@ -220,6 +220,19 @@ describe("escape hatches", () => {
             ]);
         });
 
+        it("knows, in a program run, that extraEnv was set with --secret, and refuses its plain values there", async () => {
+            const extraEnv = json([{ name: "HTTPS_PROXY", value: "http://user:pw@proxy.internal:3128" }]);
+            let error: unknown;
+            try {
+                await runProgram("minikube", { extraEnv }, { secretConfig: ["extraEnv"] });
+            } catch (e) {
+                error = e;
+            }
+            expect(String(error)).to.include(`${PROJECT}:extraEnv[0] (HTTPS_PROXY).value`).and.not.include("proxy.internal");
+            const plain = await runProgram("minikube", { extraEnv });
+            expect(plain.resources.length, "the same value set without --secret").to.be.above(10);
+        });
+
         it("refuses a bad value in a program run before any resource is registered", async () => {
             let error: unknown;
             try {
