@@ -8,6 +8,7 @@
 import { expect } from "chai";
 import * as path from "path";
 import { ROOT, GATEWAY_VARIANT } from "../harness";
+import { call } from "./lib/load";
 import { parseMetrics, sum } from "./lib/metrics";
 import { CACHE, Platform, phase, printPhases, request } from "./lib/platform";
 import { setPidFile, stopAll } from "./lib/processes";
@@ -20,7 +21,11 @@ const PREFIX = GATEWAY_VARIANT.mlflowStaticPrefix;
 describe("contract: the server published through an HTTPRoute to a Gateway, scraped through a ServiceMonitor", function () {
     this.timeout(600000);
 
-    const p = new Platform({ stack: "minikube", dir: RUN, overrides: { ...GATEWAY_VARIANT, serviceMonitor: true } });
+    // One served model, whose download goes through the tracking server's in-cluster URI, prefix included.
+    const p = new Platform({
+        stack: "minikube", dir: RUN,
+        overrides: { ...GATEWAY_VARIANT, serviceMonitor: true, servedModels: JSON.stringify([{ name: "iris", model: "models:/iris@champion" }]) },
+    });
     const admin = () => `${p.admin.user}:${p.admin.password}`;
     const createExperiment = (name: string, origin?: string, host = HOST) => request(p.server.port, {
         path: `${PREFIX}/api/2.0/mlflow/experiments/create`, method: "POST", host, auth: admin(), json: { name },
@@ -52,7 +57,7 @@ describe("contract: the server published through an HTTPRoute to a Gateway, scra
         const service = p.r.all(TYPES.service).find((s) => s.inputs.metadata.name === backend.name);
         expect(service, `the route's backend ${backend.name}`).to.not.equal(undefined);
         expect(service!.inputs.spec.ports.map((x: any) => x.port)).to.include(backend.port);
-        const podLabels = p.r.one(TYPES.deployment, /deployment/).inputs.spec.template.metadata.labels;
+        const podLabels = p.r.one(TYPES.deployment, /^mlflow-deployment$/).inputs.spec.template.metadata.labels;
         expect(podLabels).to.include(service!.inputs.spec.selector);
     });
 
@@ -120,5 +125,22 @@ describe("contract: the server published through an HTTPRoute to a Gateway, scra
         expect(sum(samples, "mlflow_http_request_total", { method: "GET", status: "200" }), "the search on the route's host").to.be.at.least(1);
         // Refused by the security middleware before the app: neither the foreign origins nor the foreign Host are counted.
         expect(sum(samples, "mlflow_http_request_total", { status: "403" }), "requests the Host check or CORS refused").to.equal(0);
+    });
+
+    it("serves a registered model whose pod downloaded it through the prefixed in-cluster tracking URI", async function () {
+        const trained = await phase("admin: train, register, alias (through the prefix)", () => p.python("serving-train", {
+            experiments: { a: "iris-a", b: "secret-b" }, model: "iris", alias: "champion", secretModel: "secret-model",
+        }, p.clientEnv()));
+        const deployment = p.r.one(TYPES.deployment, /^mlflow-model-iris-deployment$/);
+        const download = deployment.inputs.spec.template.spec.initContainers[0];
+        const uri = download.env.find((e: any) => e.name === "MLFLOW_TRACKING_URI").value;
+        expect(uri, "the model server's tracking URI").to.equal(`http://mlflow-service.mlflow.svc.cluster.local:80${PREFIX}`);
+        const start = await phase("model server iris: download through the prefix, load, probes", () =>
+            p.startPod(deployment, "model-iris", p.trackingServiceAddresses()));
+        const [step] = start.init;
+        expect(step!.code, `download:\n${step!.stderr.slice(-2000)}`).to.equal(0);
+        const r = await call({ port: start.pod!.port, host: deployment.state.metadata.name }, "POST", "/invocations", undefined, { body: JSON.stringify(trained.payload) });
+        expect(r.status, r.body.toString().slice(0, 300)).to.equal(200);
+        expect(JSON.parse(r.body.toString()).predictions).to.deep.equal(trained.served.predictions);
     });
 });
