@@ -977,6 +977,13 @@ def artifact_objects(doc):
     return {"objects": sorted(objects, key=lambda o: o["key"]), "versions": versions, "deleteMarkers": markers}
 
 
+def multipart_uploads(doc):
+    """Multipart uploads started and neither completed nor aborted under a key prefix, as the deployer."""
+    s3, _ = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
+    listed = s3.list_multipart_uploads(Bucket=doc["bucket"], Prefix=doc["prefix"])
+    return {"uploads": [{"key": u["Key"], "uploadId": u["UploadId"]} for u in listed.get("Uploads", [])]}
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -995,6 +1002,7 @@ def main():
         "delete-access-key": delete_access_key,
         "key-probe": key_probe,
         "object-encryption": object_encryption,
+        "multipart-uploads": multipart_uploads,
         "serving-train": serving_train,
         "serving-rollout": serving_rollout,
         "serving-probe": serving_probe,

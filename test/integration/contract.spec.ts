@@ -12,6 +12,7 @@
 import { expect } from "chai";
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as http from "http";
 import * as path from "path";
 import { chromium } from "playwright-core";
 import { MLFLOW_IMAGE, MLFLOW_VERSION } from "../../components/versions";
@@ -20,7 +21,7 @@ import { runToCompletion, setPidFile, stopAll, tail } from "./lib/processes";
 import { CACHE, MLFLOW_VENV, MOTO_VENV, Platform, arg, phase, printPhases, request } from "./lib/platform";
 import { TYPES } from "./lib/rendered";
 import { setMotoEnforcement } from "./lib/services";
-import { createRuns, logBatchBody, percentile, runLoad } from "./lib/load";
+import { createRuns, downloadArtifact, logBatchBody, percentile, runLoad, uploadArtifact } from "./lib/load";
 import { parseMetrics, sum } from "./lib/metrics";
 import { PeakSampler, treeMemory } from "./lib/procfs";
 import { parseQuantity } from "../../components/config";
@@ -327,6 +328,77 @@ describe(`contract: the rendered ${STACK} configuration runs for real`, function
         expect(log, "presigned part URLs handed out").to.match(/POST \/api\/2\.0\/mlflow-artifacts\/mpu\/create\//);
         expect(log, "presigned download URLs handed out").to.match(/GET \/api\/2\.0\/mlflow-artifacts\/presigned\//);
         expect(log, "no proxied download").to.not.match(/GET \/api\/2\.0\/mlflow-artifacts\/artifacts\/\d/);
+    });
+
+    it("takes concurrent uploads through the proxy intact within the memory limit; a cut-off upload leaves nothing in S3 or the pod's /tmp", async function () {
+        const target = { port: p.server.port, host: `127.0.0.1:${p.server.port}`, auth: `${p.admin.user}:${p.admin.password}` };
+        const dir = path.join(RUN, "concurrent");
+        fs.mkdirSync(dir, { recursive: true });
+        // Eight uploads at once, each spooled to the pod's /tmp by MLflow, then sent to S3.
+        const files = Array.from({ length: 8 }, (_, i) => {
+            const file = path.join(dir, `part-${i}.bin`);
+            fs.writeFileSync(file, crypto.randomBytes((12 + i) << 20));
+            return { file, rel: `concurrent/${i}/part-${i}.bin`, sha256: crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex") };
+        });
+        const limitMiB = parseQuantity(p.r.one(TYPES.deployment, /deployment/).inputs.spec.template.spec.containers[0].resources.limits.memory) / 2 ** 20;
+        const sampler = new PeakSampler(p.server.service.child.pid!, undefined, 100);
+        const before = treeMemory(p.server.service.child.pid!).pssMiB;
+        sampler.start();
+        const uploads = await phase("8 concurrent uploads of 12-19 MiB through the proxy", () => Promise.all(files.map((f) => uploadArtifact(target, f.rel, f.file))));
+        sampler.stop();
+        expect(uploads.map((u) => u.status), uploads.map((u) => u.body).join("\n")).to.deep.equal(files.map(() => 200));
+        console.log(`      server process tree during the uploads: ${before.toFixed(0)} MiB PSS before, peak ${sampler.peakPssMiB.toFixed(0)} MiB`);
+        expect(sampler.peakPssMiB, "peak during the uploads").to.be.at.most(limitMiB * (1 - MEMORY_HEADROOM));
+        for (const f of files) {
+            const down = await downloadArtifact(target, f.rel);
+            expect(down.sha256, f.rel).to.equal(f.sha256);
+        }
+
+        // A client that goes away after 20 of 64 MiB: no object, no multipart upload left open, and
+        // nothing left in the pod's /tmp (the spooled part is removed; it would count against the emptyDir).
+        const tmp = p.server.container.sandbox.mounts.find((m) => m.target === "/tmp")!.source;
+        const filesUnder = (d: string): string[] => fs.readdirSync(d, { recursive: true, withFileTypes: true })
+            .filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name)).sort();
+        const tmpBefore = filesUnder(tmp);
+        const cutKey = "concurrent/cut/partial.bin";
+        const sent = await new Promise<number>((resolve) => {
+            const req = http.request({
+                host: "127.0.0.1", port: p.server.port, method: "PUT", path: `/api/2.0/mlflow-artifacts/artifacts/${cutKey}`, agent: false,
+                headers: { Host: target.host, Authorization: `Basic ${Buffer.from(target.auth).toString("base64")}`, "Content-Type": "application/octet-stream", "Content-Length": 64 << 20 },
+            });
+            req.on("error", () => undefined);
+            let written = 0;
+            const chunk = crypto.randomBytes(1 << 20);
+            const next = (): void => {
+                if (written >= 20) {
+                    setTimeout(() => { req.destroy(); resolve(written); }, 500);
+                    return;
+                }
+                written++;
+                if (req.write(chunk)) {
+                    setImmediate(next);
+                } else {
+                    req.once("drain", next);
+                }
+            };
+            next();
+        });
+        expect(sent).to.equal(20);
+        const s3 = { endpoint: p.moto.url, region: p.region, bucket: p.bucket, deployer: p.deployer };
+        let left: any;
+        for (let i = 0; i < 20; i++) {
+            await new Promise((r) => setTimeout(r, 500));
+            left = await p.python("multipart-uploads", { ...s3, prefix: `${p.artifactPrefix}/concurrent/cut/` }, { AWS_CA_BUNDLE: p.moto.caBundle });
+            if (left.uploads.length === 0) {
+                break;
+            }
+        }
+        expect(left.uploads, "multipart uploads left open").to.deep.equal([]);
+        const objects = await p.python("artifact-objects", { ...s3, prefix: `${p.artifactPrefix}/concurrent/cut/` }, { AWS_CA_BUNDLE: p.moto.caBundle });
+        expect(objects.objects, "no object from the cut-off upload").to.deep.equal([]);
+        expect(filesUnder(tmp), "files left in the pod's /tmp").to.deep.equal(tmpBefore);
+        // The server goes on serving.
+        expect((await uploadArtifact(target, "concurrent/after/ok.bin", files[0]!.file)).status).to.equal(200);
     });
 
     it("stores the artifacts in the bucket under the rendered prefix, readable with the server's key", async function () {
