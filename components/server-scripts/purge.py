@@ -52,6 +52,7 @@ class CheckedDeletion:
         return repr(self.repository)
 
     def delete_artifacts(self, artifact_path=None):
+        from botocore.exceptions import ClientError
         from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
 
         if artifact_path is not None or not isinstance(self.repository, S3ArtifactRepository):
@@ -67,7 +68,14 @@ class CheckedDeletion:
                 continue
             result = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
             for error in result.get("Errors", []):
-                s3.delete_object(Bucket=bucket, Key=error["Key"])
+                try:
+                    s3.delete_object(Bucket=bucket, Key=error["Key"])
+                except ClientError as e:
+                    code = e.response.get("Error", {}).get("Code", "an error")
+                    raise RuntimeError(
+                        f"S3 refused to delete s3://{bucket}/{error['Key']} ({code}); the run's rows are kept, "
+                        "and the next garbage collection tries again"
+                    ) from e
                 retried += 1
             deleted += len(keys)
         left = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0)

@@ -977,6 +977,16 @@ def artifact_objects(doc):
     return {"objects": sorted(objects, key=lambda o: o["key"]), "versions": versions, "deleteMarkers": markers}
 
 
+def user_policy(doc):
+    """Puts (with a document) or deletes an inline policy of an IAM user, as the deployer."""
+    _, iam = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
+    if doc.get("document") is None:
+        iam.delete_user_policy(UserName=doc["user"], PolicyName=doc["name"])
+    else:
+        iam.put_user_policy(UserName=doc["user"], PolicyName=doc["name"], PolicyDocument=json.dumps(doc["document"]))
+    return {"policies": iam.list_user_policies(UserName=doc["user"])["PolicyNames"]}
+
+
 def multipart_uploads(doc):
     """Multipart uploads started and neither completed nor aborted under a key prefix, as the deployer."""
     s3, _ = clients(doc["endpoint"], doc["region"], doc["deployer"]["id"], doc["deployer"]["secret"])
@@ -1003,6 +1013,7 @@ def main():
         "key-probe": key_probe,
         "object-encryption": object_encryption,
         "multipart-uploads": multipart_uploads,
+        "user-policy": user_policy,
         "serving-train": serving_train,
         "serving-rollout": serving_rollout,
         "serving-probe": serving_probe,

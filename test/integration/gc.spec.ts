@@ -51,7 +51,8 @@ describe(`contract: garbage collection by the rendered ${STACK} configuration`, 
     }
 
     const total = (perRun: Record<string, Record<string, number>>, name: string) => Object.values(perRun[name]!).reduce((a, b) => a + b, 0);
-    const runsThroughServer = () => p.python("gc-runs", { runIds: Object.keys(seeded.runs).map(id) }, p.clientEnv());
+    const runsThroughServerFor = (runIds: string[]) => p.python("gc-runs", { runIds }, p.clientEnv());
+    const runsThroughServer = () => runsThroughServerFor(Object.keys(seeded.runs).map(id));
 
     before(async function () {
         setPidFile(path.join(RUN, "pids"));
@@ -137,5 +138,46 @@ describe(`contract: garbage collection by the rendered ${STACK} configuration`, 
         expect(objectsAfter.kept).to.deep.equal(objectsBefore.kept);
         const [[runs]] = (await p.sql(p.db.tracking, "SELECT count(*) FROM runs")) as [[string]];
         expect(Number(runs), "only the active run is left").to.equal(1);
+    });
+
+    it("keeps every row of a run whose objects S3 refuses to delete, fails the Job naming the key, and purges it once S3 allows it", async function () {
+        const locked = await phase("log a run with artifacts, delete it, backdate it", () => p.python("gc-seed", {
+            workDir: path.join(RUN, "gc-locked"), tag: "locked", runs: ["locked"], delete: ["locked"],
+        }, p.clientEnv()));
+        const runId: string = locked.runs.locked.id;
+        await p.sql(p.db.tracking, `UPDATE runs SET deleted_time = deleted_time - ${(OLDER_THAN_DAYS + 1) * 86400000} WHERE run_uuid = '${runId}'`);
+        const prefix = `${p.artifactPrefix}/${locked.runs.locked.artifactUri.replace(/^mlflow-artifacts:\//, "")}/`;
+        const s3 = { endpoint: p.moto.url, region: p.region, bucket: p.bucket, deployer: p.deployer };
+        const objects = async () => (await p.python("artifact-objects", { ...s3, prefix }, { AWS_CA_BUNDLE: p.moto.caBundle })).objects
+            .map((o: any) => o.key.slice(prefix.length)).sort();
+        const rows = async () => Number((await p.sql(p.db.tracking,
+            `SELECT (SELECT count(*) FROM runs WHERE run_uuid = '${runId}') + (SELECT count(*) FROM params WHERE run_uuid = '${runId}') + (SELECT count(*) FROM metrics WHERE run_uuid = '${runId}') + (SELECT count(*) FROM tags WHERE run_uuid = '${runId}')`))[0]![0]);
+        const rowsBefore = await rows();
+        expect(await objects()).to.deep.equal(["notes/readme.txt", "outputs/model.txt", "outputs/nested/data.csv"]);
+
+        // The server's identity may no longer delete the run's outputs (say, a retention hold of the team's).
+        const user = p.r.run.outputs.iamUserName as string;
+        const deny = { user, name: "gc-spec-hold", ...s3 };
+        await p.python("user-policy", { ...deny, document: {
+            Version: "2012-10-17",
+            Statement: [{ Effect: "Deny", Action: "s3:DeleteObject", Resource: `arn:aws:s3:::${p.bucket}/${prefix}outputs/*` }],
+        } }, { AWS_CA_BUNDLE: p.moto.caBundle });
+        const [failed] = await phase("garbage collection, S3 refusing", () => p.runPod(gcCronJob, { label: "gc-refused" }));
+        const output = failed!.stdout + failed!.stderr;
+        expect(failed!.code, output.slice(-2000)).to.not.equal(0);
+        expect(output, "the Job's last words name the object and what S3 said").to.match(
+            new RegExp(`S3 refused to delete s3://${p.bucket}/${prefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}outputs/\\S+ \\(AccessDenied\\); the run's rows are kept`));
+        expect(output).to.not.include(`Run with ID ${runId} has been permanently deleted.`);
+        expect(await rows(), "every row of the run is kept").to.equal(rowsBefore);
+        const left = await objects();
+        expect(left, "the refused objects are still there").to.include.members(["outputs/model.txt", "outputs/nested/data.csv"]);
+        expect((await runsThroughServerFor([runId]))[runId].lifecycle, "still a deleted run, restorable").to.equal("deleted");
+        console.log(`      gc refused by S3: exit ${failed!.code}, ${rowsBefore} rows kept, objects left: ${left.join(", ")}`);
+
+        await p.python("user-policy", { ...deny, document: null }, { AWS_CA_BUNDLE: p.moto.caBundle });
+        const [done] = await phase("garbage collection, S3 allowing again", () => p.runPodToSuccess(gcCronJob, { label: "gc-allowed" }));
+        expect(done!.stdout).to.include(`Run with ID ${runId} has been permanently deleted.`);
+        expect(await rows()).to.equal(0);
+        expect(await objects()).to.deep.equal([]);
     });
 });
