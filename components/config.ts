@@ -10,7 +10,7 @@ import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 // The same rule the policy pack holds every container to.
 import { isPinnedImage } from "../policy/checks/podSecurity";
-import { type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides } from "./podOverrides";
+import { type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides, stringMap, structuredValue } from "./podOverrides";
 import {
     DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
@@ -642,27 +642,10 @@ export function parseIngressAnnotations(value: string | undefined, fail: (key: s
     if (value === undefined) {
         return { ...NGINX_INGRESS_ANNOTATIONS };
     }
-    let map: unknown;
-    try {
-        map = value === "" ? {} : JSON.parse(value);
-    } catch {
-        map = value;
-    }
-    if (map === null || typeof map !== "object" || Array.isArray(map)) {
-        fail("ingressAnnotations", map, "a map of annotations for your ingress controller (set in the stack file), such as { traefik.ingress.kubernetes.io/router.entrypoints: websecure }; {} for none");
-        return {};
-    }
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(map)) {
-        if (!isQualifiedName(k)) {
-            fail(`ingressAnnotations.${k}`, v, "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')");
-        } else if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
-            fail(`ingressAnnotations.${k}`, v, "a string");
-        } else {
-            out[k] = String(v);
-        }
-    }
-    return out;
+    const map = structuredValue("ingressAnnotations", value, "map",
+        "{ traefik.ingress.kubernetes.io/router.entrypoints: websecure } for your ingress controller, {} for none", fail) as Record<string, unknown>;
+    return stringMap("ingressAnnotations", map, fail, (k) => isQualifiedName(k) ? undefined
+        : "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')");
 }
 
 /** Loads and validates the current stack's configuration. */

@@ -153,25 +153,8 @@ type Fail = (key: string, value: unknown, allowed: string) => void;
  * them). Every problem goes to `fail`, naming the key (and entry) and what is allowed.
  */
 export function parsePodOverrides(raw: (key: string) => string | undefined, fail: Fail, isSecret: (key: string) => boolean): PodOverrides {
-    const structured = (key: string, shape: "list" | "map", example: string, fail_: Fail = fail): unknown => {
-        const value = raw(key);
-        if (value === undefined || value === "") {
-            return shape === "list" ? [] : {};
-        }
-        let parsed: unknown;
-        try {
-            parsed = JSON.parse(value);
-        } catch {
-            fail_(key, value, `a ${shape === "list" ? "list" : "map"} set in the stack file or with \`pulumi config set --path\`, such as ${example}`);
-            return shape === "list" ? [] : {};
-        }
-        const ok = shape === "list" ? Array.isArray(parsed) : parsed !== null && typeof parsed === "object" && !Array.isArray(parsed);
-        if (!ok) {
-            fail_(key, parsed, `a ${shape === "list" ? "list" : "map of strings"}, such as ${example}`);
-            return shape === "list" ? [] : {};
-        }
-        return parsed;
-    };
+    const structured = (key: string, shape: "list" | "map", example: string, fail_: Fail = fail): unknown =>
+        structuredValue(key, raw(key), shape, example, fail_);
 
     // Values of extraEnv may be credentials set by mistake: no error repeats them.
     const hidden: Fail = (key, value, allowed) => fail(key, key.endsWith(".name") ? value : "[not shown]", allowed);
@@ -212,26 +195,39 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
  * keys and values, never the program's own keys (which select its pods) nor Kubernetes's.
  */
 export function parseLabelMap(key: string, value: string | undefined, fail: Fail): Record<string, string> {
-    let map: unknown = {};
-    if (value !== undefined && value !== "") {
-        try {
-            map = JSON.parse(value);
-        } catch {
-            map = value;
-        }
-    }
-    if (map === null || typeof map !== "object" || Array.isArray(map)) {
-        fail(key, map, "a map of strings set in the stack file or with `pulumi config set --path`, such as { team: ml-platform }");
-        return {};
-    }
-    return stringMap(key, map as Record<string, unknown>, fail, (k, v) =>
+    const map = structuredValue(key, value, "map", "{ team: ml-platform }", fail) as Record<string, unknown>;
+    return stringMap(key, map, fail, (k, v) =>
         !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
             : RESERVED_LABEL.test(k) ? "not under app.kubernetes.io/ (the program's own labels, which select its pods) nor kubernetes.io/ or k8s.io/ (Kubernetes's)"
             : !(v.length <= 63 && LABEL_VALUE.test(v)) ? "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit" : undefined);
 }
 
+/**
+ * A structured config value (a list or a map, which the SDK hands over as JSON); unset or empty is an
+ * empty one. Anything else fails naming the key, and yields an empty one so validation goes on.
+ */
+export function structuredValue(key: string, value: string | undefined, shape: "list" | "map", example: string, fail: Fail): unknown {
+    const empty = shape === "list" ? [] : {};
+    if (value === undefined || value === "") {
+        return empty;
+    }
+    let parsed: unknown;
+    try {
+        parsed = JSON.parse(value);
+    } catch {
+        fail(key, value, `a ${shape} set in the stack file or with \`pulumi config set --path\`, such as ${example}`);
+        return empty;
+    }
+    const ok = shape === "list" ? Array.isArray(parsed) : isObject(parsed);
+    if (!ok) {
+        fail(key, parsed, `a ${shape === "list" ? "list" : "map of strings"}, such as ${example}`);
+        return empty;
+    }
+    return parsed;
+}
+
 /** A map of strings; numbers and booleans (as YAML writes them) become strings. */
-function stringMap(key: string, map: Record<string, unknown>, fail: Fail, problem: (k: string, v: string) => string | undefined): Record<string, string> {
+export function stringMap(key: string, map: Record<string, unknown>, fail: Fail, problem: (k: string, v: string) => string | undefined): Record<string, string> {
     const out: Record<string, string> = {};
     for (const [k, raw] of Object.entries(map)) {
         if (typeof raw !== "string" && typeof raw !== "number" && typeof raw !== "boolean") {
@@ -261,16 +257,24 @@ function isObject(v: unknown): v is Record<string, unknown> {
     return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
+/** Visits each entry of a list key that is an object with only the given fields; others fail, named `key[i]`. */
+function eachObject(key: string, entries: unknown[], shape: string, fields: readonly string[], fail: Fail,
+    visit: (entry: Record<string, unknown>, at: string) => void): void {
+    entries.forEach((entry, i) => {
+        const at = `${key}[${i}]`;
+        if (!isObject(entry)) {
+            fail(at, entry, `an object ${shape}`);
+            return;
+        }
+        onlyFields(at, entry, fields, fail);
+        visit(entry, at);
+    });
+}
+
 function parseExtraEnv(entries: unknown[], fail: Fail, setAsSecret: boolean): ExtraEnv[] {
     const out: ExtraEnv[] = [];
     const names = new Set<string>();
-    entries.forEach((entry, i) => {
-        const at = `extraEnv[${i}]`;
-        if (!isObject(entry)) {
-            fail(at, entry, "an object { name, value } or { name, secretName, secretKey }");
-            return;
-        }
-        onlyFields(at, entry, ["name", "value", "secretName", "secretKey", "optional", "workloads"], fail);
+    eachObject("extraEnv", entries, "{ name, value } or { name, secretName, secretKey }", ["name", "value", "secretName", "secretKey", "optional", "workloads"], fail, (entry, at) => {
         const name = entry.name;
         if (typeof name !== "string" || !ENV_NAME.test(name)) {
             fail(`${at}.name`, name, "an environment variable name: letters, digits and '_', not starting with a digit");
@@ -346,13 +350,7 @@ const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
 
 function parseTolerations(entries: unknown[], fail: Fail): Toleration[] {
     const out: Toleration[] = [];
-    entries.forEach((entry, i) => {
-        const at = `tolerations[${i}]`;
-        if (!isObject(entry)) {
-            fail(at, entry, "an object { key, operator, value, effect }");
-            return;
-        }
-        onlyFields(at, entry, ["key", "operator", "value", "effect", "tolerationSeconds"], fail);
+    eachObject("tolerations", entries, "{ key, operator, value, effect }", ["key", "operator", "value", "effect", "tolerationSeconds"], fail, (entry, at) => {
         const operator = entry.operator ?? "Equal";
         if (!(TOLERATION_OPERATORS as readonly unknown[]).includes(operator)) {
             fail(`${at}.operator`, operator, `one of ${TOLERATION_OPERATORS.join(", ")}`);
@@ -396,13 +394,7 @@ const WHEN_UNSATISFIABLE = ["DoNotSchedule", "ScheduleAnyway"] as const;
 function parseTopologySpread(entries: unknown[], fail: Fail): TopologySpread[] {
     const out: TopologySpread[] = [];
     const keys = new Set<string>();
-    entries.forEach((entry, i) => {
-        const at = `topologySpreadConstraints[${i}]`;
-        if (!isObject(entry)) {
-            fail(at, entry, "an object { maxSkew, topologyKey, whenUnsatisfiable }");
-            return;
-        }
-        onlyFields(at, entry, ["maxSkew", "topologyKey", "whenUnsatisfiable", "minDomains"], fail);
+    eachObject("topologySpreadConstraints", entries, "{ maxSkew, topologyKey, whenUnsatisfiable }", ["maxSkew", "topologyKey", "whenUnsatisfiable", "minDomains"], fail, (entry, at) => {
         const maxSkew = entry.maxSkew ?? 1;
         if (!Number.isInteger(maxSkew) || (maxSkew as number) < 1) {
             fail(`${at}.maxSkew`, maxSkew, "a whole number, at least 1");

@@ -10,7 +10,6 @@ export type IngressSettings = NonNullable<StackConfig["mlflow"]["ingress"]>;
 /** The HTTPRoute settings from config (`ingressHost` with `gatewayName`). */
 export type HttpRouteSettings = NonNullable<StackConfig["mlflow"]["httpRoute"]>;
 
-
 /** Gateway API group of HTTPRoute and Gateway (standard channel, v1). */
 export const GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1";
 

@@ -71,7 +71,9 @@ describe("publishing the server", () => {
             const traefik = { "traefik.ingress.kubernetes.io/router.entrypoints": "websecure", "example.com/timeout": 600 };
             expect(parse({ ...host, ingressAnnotations: JSON.stringify(traefik) }).mlflow.ingress!.annotations)
                 .to.deep.equal({ "traefik.ingress.kubernetes.io/router.entrypoints": "websecure", "example.com/timeout": "600" });
-            expectRejected({ ...host, ingressAnnotations: "proxy-body-size=0" }, "ingressAnnotations", /a map of annotations for your ingress controller/);
+            expectRejected({ ...host, ingressAnnotations: "proxy-body-size=0" }, "ingressAnnotations",
+                /a map set in the stack file .* such as \{ traefik\.ingress\.kubernetes\.io\/router\.entrypoints: websecure \} for your ingress controller, \{\} for none/);
+            expectRejected({ ...host, ingressAnnotations: JSON.stringify(["proxy-body-size=0"]) }, "ingressAnnotations", /a map of strings, such as/);
             expectRejected({ ...host, ingressAnnotations: JSON.stringify({ "bad key!": "x" }) }, "ingressAnnotations.bad key!", /an annotation key/);
             expectRejected({ ...host, ingressAnnotations: JSON.stringify({ a: { b: 1 } }) }, "ingressAnnotations.a", /a string/);
             expectRejected({ ingressAnnotations: "{}" }, "ingressAnnotations", /there is no Ingress to annotate/);
