@@ -10,7 +10,7 @@ import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 // The same rule the policy pack holds every container to.
 import { isPinnedImage } from "../policy/checks/podSecurity";
-import { type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides, stringMap, structuredValue } from "./podOverrides";
+import { ANNOTATION_KEY_RULE, type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides, stringMap, structuredValue } from "./podOverrides";
 import {
     DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
@@ -644,8 +644,7 @@ export function parseIngressAnnotations(value: string | undefined, fail: (key: s
     }
     const map = structuredValue("ingressAnnotations", value, "map",
         "{ traefik.ingress.kubernetes.io/router.entrypoints: websecure } for your ingress controller, {} for none", fail) as Record<string, unknown>;
-    return stringMap("ingressAnnotations", map, fail, (k) => isQualifiedName(k) ? undefined
-        : "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')");
+    return stringMap("ingressAnnotations", map, fail, (k) => isQualifiedName(k) ? undefined : ANNOTATION_KEY_RULE);
 }
 
 /** Loads and validates the current stack's configuration. */

@@ -137,6 +137,11 @@ const RESERVED_ANNOTATION = /^(checksum\/|prometheus\.io\/)|apparmor\.security\.
 /** Label keys refused on pods: the program's own (its selectors among them) and Kubernetes's. */
 const RESERVED_LABEL = /^(app\.kubernetes\.io\/|([^/]*\.)?(kubernetes\.io|k8s\.io)\/)/;
 
+/** What a label key, a label value and an annotation key may be, as errors say it. */
+const LABEL_KEY_RULE = "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')";
+const LABEL_VALUE_RULE = "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+export const ANNOTATION_KEY_RULE = "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')";
+
 /** Whether a string is a label or annotation key: an optional DNS subdomain prefix, a name of at most 63 characters. */
 export function isQualifiedName(key: string): boolean {
     const slash = key.lastIndexOf("/");
@@ -174,15 +179,15 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
     const imageMirrors = Object.fromEntries(Object.entries(mirrors).map(([k, v]) => [k, v.replace(/\/+$/, "")]));
 
     const nodeSelector = stringMap("nodeSelector", structured("nodeSelector", "map", "{ kubernetes.io/arch: amd64 }") as Record<string, unknown>, fail, (k, v) =>
-        !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
-            : !(v.length <= 63 && LABEL_VALUE.test(v)) ? "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit" : undefined);
+        !isQualifiedName(k) ? LABEL_KEY_RULE
+            : !(v.length <= 63 && LABEL_VALUE.test(v)) ? LABEL_VALUE_RULE : undefined);
 
     const tolerations = parseTolerations(structured("tolerations", "list", "[{ key: dedicated, operator: Equal, value: mlflow, effect: NoSchedule }]") as unknown[], fail);
     const topologySpreadConstraints = parseTopologySpread(
         structured("topologySpreadConstraints", "list", "[{ maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway }]") as unknown[], fail);
 
     const annotations = stringMap("podAnnotations", structured("podAnnotations", "map", "{ team: ml-platform }") as Record<string, unknown>, fail, (k) =>
-        !isQualifiedName(k) ? "an annotation key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
+        !isQualifiedName(k) ? ANNOTATION_KEY_RULE
             : RESERVED_ANNOTATION.test(k) ? "not one the program sets (checksum/*, prometheus.io/*) nor one that changes a container's confinement (AppArmor, seccomp)" : undefined);
 
     const labels = parseLabelMap("podLabels", raw("podLabels"), fail);
@@ -197,9 +202,9 @@ export function parsePodOverrides(raw: (key: string) => string | undefined, fail
 export function parseLabelMap(key: string, value: string | undefined, fail: Fail): Record<string, string> {
     const map = structuredValue(key, value, "map", "{ team: ml-platform }", fail) as Record<string, unknown>;
     return stringMap(key, map, fail, (k, v) =>
-        !isQualifiedName(k) ? "a label key (an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
+        !isQualifiedName(k) ? LABEL_KEY_RULE
             : RESERVED_LABEL.test(k) ? "not under app.kubernetes.io/ (the program's own labels, which select its pods) nor kubernetes.io/ or k8s.io/ (Kubernetes's)"
-            : !(v.length <= 63 && LABEL_VALUE.test(v)) ? "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit" : undefined);
+            : !(v.length <= 63 && LABEL_VALUE.test(v)) ? LABEL_VALUE_RULE : undefined);
 }
 
 /**
