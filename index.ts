@@ -7,8 +7,10 @@
  *          ──► Postgres (credentials, volume claim, StatefulSet)  [Kubernetes]
  *              or ExternalDatabase (login Secret, CA; over TLS)
  *          ──► DatabaseBackup (backup CronJob, restore template)  [Kubernetes]
- *          ──► MlflowTrackingServer (S3 Secret, migration Job     [Kubernetes]
- *              with a backup first, Deployment, mlflow-service,
+ *          ──► MlflowTrackingServer (S3 Secret, schema rollout    [Kubernetes]
+ *              (writers stopped when the schema changes),
+ *              migration Job with a backup first, Deployment,
+ *              mlflow-service,
  *              an Ingress or an HTTPRoute, a ServiceMonitor,
  *              with gcSchedule the garbage collection CronJob)
  *          ──► ModelServer per servedModels entry (its MLflow     [Kubernetes]
@@ -143,6 +145,8 @@ const server = new MlflowTrackingServer("mlflow", {
     corsAllowedOrigins: config.mlflow.corsAllowedOrigins,
     servingUsers: servingCredentials.map((c) => c.user),
     gc: config.gc.schedule === undefined ? undefined : { schedule: config.gc.schedule, olderThan: config.gc.olderThan },
+    writerCronJobs: [backup.cronJobName],
+    telemetry: config.mlflow.telemetry,
 }, { ...k8sOpts, dependsOn: [namespace, database] });
 
 // The model servers download their model through the tracking server: they start once it serves.
@@ -160,6 +164,7 @@ new NetworkPolicies("mlflow-network", {
         : { cidrs: external!.egressCidrs, port: external!.port },
     trackingServer: { podSelector: server.podSelector, port: server.containerPort, metricsPort: server.metricsPort },
     migration: { podSelector: server.migrationPodSelector },
+    schemaRollout: { podSelector: server.rolloutPodSelector, apiServer: config.network.apiServer },
     backup: { podSelector: backup.backupPodSelector },
     restore: { podSelector: backup.restorePodSelector },
     servingGrants: config.servedModels.length > 0 ? { podSelector: server.servingGrantsPodSelector } : undefined,

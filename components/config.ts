@@ -214,6 +214,8 @@ export interface StackConfig {
         readonly corsAllowedOrigins: readonly string[];
         /** Path under which the server serves the UI and API (`--static-prefix`); undefined: the root. */
         readonly staticPrefix?: string;
+        /** Whether MLflow sends its usage telemetry (`mlflowTelemetry`). */
+        readonly telemetry: boolean;
     };
     /** A ServiceMonitor for Prometheus Operator (`serviceMonitor`), with the labels its Prometheus selects. */
     readonly monitoring: { readonly serviceMonitor?: { readonly labels: Readonly<Record<string, string>> } };
@@ -226,6 +228,8 @@ export interface StackConfig {
         readonly sourceRanges: readonly string[];
         /** Address of NodeLocal DNSCache on every node, admitted for DNS; undefined when not used. */
         readonly nodeLocalDnsAddress?: string;
+        /** Where the schema rollout's pods reach the Kubernetes API server (after the Service's address translation). */
+        readonly apiServer: { readonly cidrs: readonly string[]; readonly port: number };
     };
 }
 
@@ -567,6 +571,17 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
     if (nodeLocalDnsAddress !== undefined && !isCidr(`${nodeLocalDnsAddress}/32`) && !isCidr(`${nodeLocalDnsAddress}/128`)) {
         fail("nodeLocalDnsAddress", nodeLocalDnsAddress, "empty (no NodeLocal DNSCache) or an IP address such as 169.254.20.10");
     }
+    const apiServerCidrs = list("kubeApiServerCidrs");
+    if (apiServerCidrs.length === 0) {
+        fail("kubeApiServerCidrs", "", "at least one CIDR: the API server's addresses (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes), or 0.0.0.0/0,::/0");
+    }
+    for (const cidr of apiServerCidrs) {
+        if (!isCidr(cidr)) {
+            fail("kubeApiServerCidrs", cidr, "a comma-separated list of CIDRs, such as 192.168.49.2/32 or 0.0.0.0/0,::/0");
+        }
+    }
+    const apiServerPort = integer("kubeApiServerPort", 1, 65535);
+    const telemetry = boolean("mlflowTelemetry");
 
     if (problems.length === 0) {
         // Every worker of every replica holds one pool per SQLAlchemy engine; together they must fit
@@ -627,10 +642,11 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
             },
             corsAllowedOrigins,
             staticPrefix,
+            telemetry,
         },
         monitoring: { serviceMonitor: serviceMonitor ? { labels: serviceMonitorLabels } : undefined },
         pods,
-        network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress },
+        network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress, apiServer: { cidrs: apiServerCidrs, port: apiServerPort } },
     });
 }
 

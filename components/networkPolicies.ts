@@ -27,6 +27,11 @@ export interface NetworkPoliciesArgs {
     /** The restore Jobs' pods. */
     readonly restore: { readonly podSelector: PodSelector };
     /**
+     * The schema rollout's Jobs (quiesce and resume): the database, and the API server at
+     * `apiServer` (they scale the server's Deployment and suspend CronJobs).
+     */
+    readonly schemaRollout: { readonly podSelector: PodSelector; readonly apiServer: { readonly cidrs: readonly string[]; readonly port: number } };
+    /**
      * The CronJob keeping the model servers' users' grants (database only).
      * @default undefined: no model servers
      */
@@ -154,7 +159,8 @@ export class NetworkPolicies extends pulumi.ComponentResource {
             to: POD_IDENTITY_AGENT.cidrs.map((cidr) => ({ ipBlock: { cidr } })),
             ports: [tcp(POD_IDENTITY_AGENT.port)],
         }] : [])];
-        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore, ...(args.servingGrants ? [args.servingGrants] : []),
+        const databaseClients = [args.trackingServer, args.migration, args.backup, args.restore, args.schemaRollout,
+            ...(args.servingGrants ? [args.servingGrants] : []),
             ...(args.gc ? [args.gc] : [])];
 
         const postgres = !("podSelector" in db) ? [] : [new k8s.networking.v1.NetworkPolicy(`${name}-postgres`, {
@@ -235,6 +241,20 @@ export class NetworkPolicies extends pulumi.ComponentResource {
             },
         }, child)];
 
+        // The schema rollout: the database (its revisions and sessions) and the API server, nothing else.
+        const rollout = new k8s.networking.v1.NetworkPolicy(`${name}-schema-rollout`, {
+            metadata: metadata("schema-rollout-network-policy"),
+            spec: {
+                podSelector: { matchLabels: { ...args.schemaRollout.podSelector } },
+                policyTypes: ["Ingress", "Egress"],
+                ingress: [],
+                egress: [dns, toPostgres, {
+                    to: args.schemaRollout.apiServer.cidrs.map((cidr) => ({ ipBlock: { cidr } })),
+                    ports: [tcp(args.schemaRollout.apiServer.port)],
+                }],
+            },
+        }, child);
+
         // Model servers: scoring requests from pods anywhere in the cluster (no credentials are asked
         // for: the Service is in-cluster only); the model comes from the tracking server.
         const toTrackingServer: EgressRule = { to: [pods(args.trackingServer.podSelector)], ports: [tcp(args.trackingServer.port)] };
@@ -256,9 +276,9 @@ export class NetworkPolicies extends pulumi.ComponentResource {
                 ingress: [],
                 egress: [],
             },
-        }, { ...child, dependsOn: [...postgres, server, ...jobs, ...grants, ...models] });
+        }, { ...child, dependsOn: [...postgres, server, ...jobs, rollout, ...grants, ...models] });
 
-        this.policyNames = pulumi.all([...postgres, server, ...jobs, ...grants, ...models, defaultDeny].map((p) => p.metadata.name));
+        this.policyNames = pulumi.all([...postgres, server, ...jobs, rollout, ...grants, ...models, defaultDeny].map((p) => p.metadata.name));
         this.registerOutputs({ policyNames: this.policyNames });
     }
 }

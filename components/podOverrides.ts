@@ -15,7 +15,7 @@ import { MLFLOW_IMAGE, POSTGRES_IMAGE } from "./versions";
  * entry's `workloads` may name.
  */
 export const WORKLOADS = [
-    "tracking-server", "db-migration", "postgres", "db-backup", "db-restore", "artifact-gc", "serving-grants", "model-server",
+    "tracking-server", "db-migration", "schema-rollout", "postgres", "db-backup", "db-restore", "artifact-gc", "serving-grants", "model-server",
 ] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
@@ -95,7 +95,9 @@ export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
  * program set up.
  */
 export const RESERVED_ENV_PREFIXES: readonly string[] = [
-    "AWS_", "PG", "MLFLOW_", "UVICORN_", "GUNICORN_", "PYTHON", "LD_", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_",
+    "AWS_", "PG", "MLFLOW_", "UVICORN_", "GUNICORN_", "PYTHON", "LD_", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_", "ROLLOUT_",
+    // What the kubelet sets for pods that talk to the API server (the schema rollout's).
+    "KUBERNETES_",
 ];
 
 /** Whether the program reserves an environment variable's name. */

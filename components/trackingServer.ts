@@ -11,6 +11,7 @@ import {
 import { SERVING_SECRET_KEYS, ServingUser } from "./modelServer";
 import { DatabaseConnection, databaseCaMounts, databaseCaVolumes, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
+import { SchemaRollout } from "./schemaRollout";
 import { GATEWAY_API_VERSION, HttpRouteSettings, IngressSettings, SERVICE_MONITOR_API_VERSION, httpRouteSpec, publicEndpoint, serviceMonitorSpec } from "./publishing";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
@@ -154,6 +155,17 @@ export interface MlflowTrackingServerArgs {
      * @default undefined: no CronJob
      */
     readonly gc?: { readonly schedule: string; readonly olderThan: string };
+    /**
+     * Other CronJobs that write to the databases (the scheduled backup), suspended with the server's
+     * own while a migration runs.
+     * @default []
+     */
+    readonly writerCronJobs?: readonly pulumi.Input<string>[];
+    /**
+     * Whether MLflow sends its usage telemetry (MLflow 3.x reports to its maintainers by default).
+     * @default false: off, as on the model servers
+     */
+    readonly telemetry?: boolean;
 }
 
 /** The headless Service a ServiceMonitor scrapes the server's pods through. */
@@ -192,6 +204,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
     public readonly servingGrantsPodSelector: Readonly<Record<string, string>>;
     /** Labels that select the garbage collection CronJob's pods (for NetworkPolicies). */
     public readonly gcPodSelector: Readonly<Record<string, string>>;
+    /** Labels that select the schema rollout's pods (for NetworkPolicies). */
+    public readonly rolloutPodSelector: Readonly<Record<string, string>>;
     /** Port the server listens on inside its pods. */
     public readonly containerPort: number = CONTAINER_PORT;
     /** Port of the pods' metrics exporter, scraped by pod IP (for NetworkPolicies). */
@@ -259,6 +273,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             ...libpqEnv(args.database, { host: false }),
             { name: "HOME", value: "/tmp" },
             { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
+            // MLflow 3.x reports usage to its maintainers unless told not to: every process of the
+            // server's image (server, migration, gc, grants) stays quiet unless mlflowTelemetry is on.
+            ...(args.telemetry ? [] : [{ name: "MLFLOW_DISABLE_TELEMETRY", value: "true" }]),
         ];
         const serverEnv: k8s.types.input.core.v1.EnvVar[] = [
             ...databaseEnv,
@@ -304,6 +321,29 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             ...servingUsers.map((u, i) => secretEnv(`SERVING_PASSWORD_${i}`, u.secretName, SERVING_SECRET_KEYS.password)),
         ];
 
+        // --- Schema rollout --------------------------------------------------------------------
+        // Before the migration: when this image changes a schema, every writer stops first
+        // (schemaRollout.ts); after the new server runs, they start again.
+        const deploymentName = `${name}-tracking-server`;
+        const gcName = `${name}-gc`;
+        const grantsName = `${name}-serving-grants`;
+        const rollout = new SchemaRollout(`${name}-rollout`, {
+            namespace: args.namespace,
+            instance: name,
+            deploymentName,
+            cronJobNames: [...(args.gc ? [gcName] : []), ...(servingUsers.length > 0 ? [grantsName] : []), ...(args.writerCronJobs ?? [])],
+            databaseUris: db,
+            pod: {
+                podSpec: podSpecBase,
+                container: { ...container, resources: undefined },
+                env: databaseEnv,
+                volumes: [tmpVolume, scriptsVolume, ...databaseCaVolumes(args.database)],
+                volumeMounts: [tmpMount, { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true }, ...databaseCaMounts(args.database)],
+                script: `${SCRIPTS_MOUNT}/rollout.py`,
+            },
+        }, child);
+        this.rolloutPodSelector = rollout.podSelector;
+
         // --- Schema migration ----------------------------------------------------------------
         // The server refuses a database at an older schema, and concurrent first starts of many
         // workers race on it: migrate once, to completion, before any server pod starts. A new
@@ -346,15 +386,18 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                     },
                 },
             },
-        }, { ...child, customTimeouts: { create: MIGRATION_TIMEOUT, update: MIGRATION_TIMEOUT } });
+        }, { ...child, dependsOn: [rollout.quiesce], customTimeouts: { create: MIGRATION_TIMEOUT, update: MIGRATION_TIMEOUT } });
+
+        /** The CronJobs of this component that write: resumed once they run the new image. */
+        const writers: pulumi.Resource[] = [];
 
         // --- Serving grants --------------------------------------------------------------------
         // An alias may move to a version logged in another experiment, whose files the model's user
         // may not read yet: this follows it (serving.py), between two updates of the stack.
         if (servingUsers.length > 0) {
             const grantsLabels = labels(name, "serving-grants", MLFLOW_VERSION);
-            new k8s.batch.v1.CronJob(`${name}-serving-grants`, {
-                metadata: { ...meta, labels: grantsLabels, name: `${name}-serving-grants` },
+            writers.push(new k8s.batch.v1.CronJob(`${name}-serving-grants`, {
+                metadata: { ...meta, labels: grantsLabels, name: grantsName },
                 spec: {
                     schedule: `*/${SERVING_GRANTS_INTERVAL_MINUTES} * * * *`,
                     timeZone: "Etc/UTC",
@@ -386,7 +429,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         },
                     },
                 },
-            }, { ...child, dependsOn: [migration] });
+            }, { ...child, dependsOn: [migration] }));
         }
 
         // --- Server --------------------------------------------------------------------------
@@ -415,7 +458,13 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         // prometheus_client reads the upper-case name; MLflow sets only the deprecated lower-case one.
         const metricsEnv = { name: "PROMETHEUS_MULTIPROC_DIR", value: METRICS_DIR };
         const deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, {
-            metadata: { ...meta, name: `${name}-tracking-server` },
+            metadata: {
+                ...meta,
+                name: deploymentName,
+                // A migration scales the Deployment to zero (schemaRollout.ts); the update that follows
+                // sets the replicas again, over that change's field manager.
+                annotations: { "pulumi.com/patchForce": "true" },
+            },
             spec: {
                 replicas: args.maxReplicas ? undefined : args.replicas,
                 selector: { matchLabels: selector },
@@ -518,8 +567,8 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         if (args.gc !== undefined) {
             const gc = args.gc;
             const gcLabels = labels(name, "artifact-gc", MLFLOW_VERSION);
-            new k8s.batch.v1.CronJob(`${name}-gc`, {
-                metadata: { ...meta, labels: gcLabels, name: `${name}-gc` },
+            writers.push(new k8s.batch.v1.CronJob(`${name}-gc`, {
+                metadata: { ...meta, labels: gcLabels, name: gcName },
                 spec: {
                     schedule: gc.schedule,
                     timeZone: "Etc/UTC",
@@ -556,8 +605,9 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                         },
                     },
                 },
-            }, { ...child, dependsOn: [deployment] });
+            }, { ...child, dependsOn: [deployment] }));
         }
+        rollout.resumeAfter(`${name}-rollout-resume`, [deployment, ...writers]);
 
         const service = new k8s.core.v1.Service(`${name}-service`, {
             metadata: { ...meta, name: SERVICE_NAME },

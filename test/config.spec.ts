@@ -198,6 +198,17 @@ describe("config", () => {
             ["a source range without a prefix length", { ingressSourceRanges: "10.0.0.0" }, "ingressSourceRanges", /CIDRs/],
             ["a source range with a bad prefix length", { ingressSourceRanges: "10.0.0.0/33" }, "ingressSourceRanges", /CIDRs/],
             ["a NodeLocal DNS address that is not an IP", { nodeLocalDnsAddress: "dns.local" }, "nodeLocalDnsAddress", /IP address/],
+            // The schema rollout's only way out besides DNS and PostgreSQL: never empty, never a name.
+            ["no API server CIDR at all", { kubeApiServerCidrs: "" }, "kubeApiServerCidrs", /at least one CIDR: the API server's addresses/],
+            ["API server CIDRs that are only separators", { kubeApiServerCidrs: " , " }, "kubeApiServerCidrs", /at least one CIDR/],
+            ["an API server address without a prefix length", { kubeApiServerCidrs: "192.168.49.2" }, "kubeApiServerCidrs", /"192\.168\.49\.2" is invalid: a comma-separated list of CIDRs/],
+            ["an API server CIDR with a bad prefix length", { kubeApiServerCidrs: "10.0.0.0/8,10.1.0.0/33" }, "kubeApiServerCidrs", /"10\.1\.0\.0\/33" is invalid: a comma-separated list of CIDRs/],
+            ["the API server by name", { kubeApiServerCidrs: "kubernetes.default.svc" }, "kubeApiServerCidrs", /CIDRs, such as 192\.168\.49\.2\/32/],
+            ["API server port 0", { kubeApiServerPort: "0" }, "kubeApiServerPort", /integer from 1 to 65535/],
+            ["an API server port above 65535", { kubeApiServerPort: "65536" }, "kubeApiServerPort", /integer from 1 to 65535/],
+            ["an API server port that is not a number", { kubeApiServerPort: "https" }, "kubeApiServerPort", /integer from 1 to 65535/],
+            ["an empty API server port", { kubeApiServerPort: "" }, "kubeApiServerPort", /is required: an integer from 1 to 65535/],
+            ["a telemetry switch that is not a boolean", { mlflowTelemetry: "off" }, "mlflowTelemetry", /true or false/],
             ["an unknown credential mode", { awsCredentials: "instanceProfile" }, "awsCredentials", /one of accessKey, podIdentity, irsa/],
             ["Pod Identity without a cluster", { awsCredentials: "podIdentity" }, "eksClusterName", /required with mlflow-k8s:awsCredentials podIdentity/],
             ["IRSA without an OIDC provider", { awsCredentials: "irsa" }, "eksOidcProviderArn", /required with mlflow-k8s:awsCredentials irsa/],
@@ -283,6 +294,18 @@ describe("config", () => {
             // Small pools count in full: 2 x 2 x 4 x (5 + 10) = 240.
             expect(parse({ ...big, postgresMaxConnections: "250", mlflowDbMaxOverflow: "10" }).mlflow.maxReplicas).to.equal(2);
             expect(() => parse({ ...big, postgresMaxConnections: "249", mlflowDbMaxOverflow: "10" })).to.throw(/= 240 exceeds/);
+        });
+
+        it("reads where the schema rollout reaches the API server, IPv4 and IPv6, and MLflow's telemetry off by default", () => {
+            expect(parse({}).network.apiServer, "minikube's API server listens on 8443").to.deep.equal({ cidrs: ["0.0.0.0/0", "::/0"], port: 8443 });
+            expect(parse({}, "dev").network.apiServer).to.deep.equal({ cidrs: ["0.0.0.0/0", "::/0"], port: 443 });
+            const narrowed = parse({ kubeApiServerCidrs: "192.168.49.2/32, fd00::1/128", kubeApiServerPort: "6443" }).network.apiServer;
+            expect(narrowed).to.deep.equal({ cidrs: ["192.168.49.2/32", "fd00::1/128"], port: 6443 });
+            expect(parse({ kubeApiServerPort: "1" }).network.apiServer.port).to.equal(1);
+            expect(parse({ kubeApiServerPort: "65535" }).network.apiServer.port).to.equal(65535);
+            expect(parse({}).mlflow.telemetry).to.equal(false);
+            expect(parse({}, "dev").mlflow.telemetry).to.equal(false);
+            expect(parse({ mlflowTelemetry: "true" }).mlflow.telemetry).to.equal(true);
         });
 
         it("treats an empty optional value as unset", () => {

@@ -9,6 +9,7 @@ import { accessKeyName } from "../components/artifactStore";
 import { BACKUP_SERVICE_ACCOUNT } from "../components/databaseBackup";
 import { irsaTrustPolicy, oidcIssuer, podIdentityTrustPolicy } from "../components/iamPolicies";
 import { POD_IDENTITY_AGENT } from "../components/networkPolicies";
+import { ROLLOUT_SERVICE_ACCOUNT } from "../components/schemaRollout";
 import { SERVER_SERVICE_ACCOUNT } from "../components/trackingServer";
 import { describe as describeFindings } from "../policy/checks/findings";
 import { networkIsolationFindings } from "../policy/checks/networkPolicy";
@@ -107,11 +108,15 @@ describe("AWS credential modes", () => {
 
             it("runs every pod that reaches S3 as its workload's own ServiceAccount, with no API token mounted", () => {
                 const accounts = run.ofType("kubernetes:core/v1:ServiceAccount");
-                expect(accounts.map((a) => a.inputs.metadata.name).sort()).to.deep.equal([BACKUP_SERVICE_ACCOUNT, SERVER_SERVICE_ACCOUNT]);
+                // The schema rollout's account reaches no AWS service: no role, no annotation.
+                expect(accounts.map((a) => a.inputs.metadata.name).sort()).to.deep.equal([BACKUP_SERVICE_ACCOUNT, ROLLOUT_SERVICE_ACCOUNT, SERVER_SERVICE_ACCOUNT]);
                 for (const a of accounts) {
-                    expect(a.inputs.automountServiceAccountToken).to.equal(false);
+                    // On the object itself, even the rollout's: its token is mounted by its two Jobs alone.
+                    expect(a.inputs.automountServiceAccountToken, a.inputs.metadata.name).to.equal(false);
                     const annotation = a.inputs.metadata.annotations?.["eks.amazonaws.com/role-arn"];
-                    if (mode === "irsa") {
+                    if (a.inputs.metadata.name === ROLLOUT_SERVICE_ACCOUNT) {
+                        expect(a.inputs.metadata.annotations ?? {}, "the rollout's account assumes no IAM role").to.not.have.any.keys("eks.amazonaws.com/role-arn");
+                    } else if (mode === "irsa") {
                         const role = a.inputs.metadata.name === SERVER_SERVICE_ACCOUNT ? "mlflow-artifacts-role" : "mlflow-artifacts-backup-role";
                         expect(annotation).to.equal(run.one("aws:iam/role:Role", new RegExp(`^${role}$`)).state.arn);
                     } else {
@@ -121,6 +126,16 @@ describe("AWS credential modes", () => {
                 for (const t of podSpecs(run)) {
                     if (t.kind === "StatefulSet") {
                         expect(t.spec.serviceAccountName, "PostgreSQL needs no AWS").to.equal(undefined);
+                        continue;
+                    }
+                    if (t.spec.serviceAccountName === ROLLOUT_SERVICE_ACCOUNT) {
+                        // The schema rollout's Jobs: the Kubernetes API and the database, no AWS at all.
+                        expect(t.kind, t.name).to.equal("Job");
+                        expect(t.name).to.match(/^mlflow-rollout-(quiesce|resume)-/);
+                        expect(t.spec.automountServiceAccountToken).to.equal(true);
+                        for (const c of t.spec.containers) {
+                            expect(Object.keys(envOf(c)).filter((n) => n.startsWith("AWS_")), `${t.name}/${c.name}`).to.deep.equal([]);
+                        }
                         continue;
                     }
                     // The server and its garbage collection (which deletes artifacts as the server) run as the server.
@@ -156,6 +171,12 @@ describe("AWS credential modes", () => {
                     expect(connectionAllowed(objects, pods("Deployment"), agent, POD_IDENTITY_AGENT.port)).to.equal(true);
                     expect(connectionAllowed(objects, pods("CronJob"), agent, POD_IDENTITY_AGENT.port)).to.equal(true);
                     expect(connectionAllowed(objects, pods("StatefulSet"), agent, POD_IDENTITY_AGENT.port)).to.equal(false);
+                    const rollout = objects.filter((o) => o.kind === "Job" && /^mlflow-rollout-/.test(o.metadata.name));
+                    expect(rollout).to.have.length(2);
+                    for (const job of rollout) {
+                        const pod = { namespace: "mlflow", labels: podTemplates(job)[0]!.labels };
+                        expect(connectionAllowed(objects, pod, agent, POD_IDENTITY_AGENT.port), `${job.metadata.name}: no AWS credentials`).to.equal(false);
+                    }
                     const keyObjects = kubernetesManifests(keys).map((m) => m.object);
                     const keyServer = podTemplates(keyObjects.find((o) => o.kind === "Deployment")!).map((t) => ({ namespace: "mlflow", labels: t.labels }))[0]!;
                     expect(connectionAllowed(keyObjects, keyServer, agent, POD_IDENTITY_AGENT.port), "not in accessKey mode").to.equal(false);
@@ -202,6 +223,7 @@ describe("AWS credential modes", () => {
             ["the server's ServiceAccount in the stack's namespace and cluster", tags("mlflow-dev", "mlflow", SERVER_SERVICE_ACCOUNT), "Allowed"],
             ["another ServiceAccount of the namespace", tags("mlflow-dev", "mlflow", "default"), "ImplicitlyDenied"],
             ["the backups' ServiceAccount", tags("mlflow-dev", "mlflow", BACKUP_SERVICE_ACCOUNT), "ImplicitlyDenied"],
+            ["the schema rollout's ServiceAccount", tags("mlflow-dev", "mlflow", ROLLOUT_SERVICE_ACCOUNT), "ImplicitlyDenied"],
             ["the same ServiceAccount name in another namespace", tags("mlflow-dev", "data-science", SERVER_SERVICE_ACCOUNT), "ImplicitlyDenied"],
             ["the same namespace and name in another cluster", tags("other-cluster", "mlflow", SERVER_SERVICE_ACCOUNT), "ImplicitlyDenied"],
         ];

@@ -163,7 +163,8 @@ describe("external PostgreSQL", () => {
         it("connects every database client over TLS, verified against the mounted CA", () => {
             const clients = objects.filter((o) => podTemplates(o).length > 0).flatMap(containersOf)
                 .filter((c) => envOf(c).PGUSER !== undefined);
-            expect(clients.map((c) => c.name).sort()).to.deep.equal(["backup-dump", "backup-dump", "migrate", "mlflow", "restore"]);
+            // The schema rollout's quiesce step reads both schemas' revisions and the sessions: a client too.
+            expect(clients.map((c) => c.name).sort()).to.deep.equal(["backup-dump", "backup-dump", "migrate", "mlflow", "quiesce", "restore"]);
             for (const c of clients) {
                 const env = envOf(c);
                 expect(env.PGSSLMODE, c.name).to.equal("verify-full");
@@ -175,6 +176,26 @@ describe("external PostgreSQL", () => {
                 const volumes = podTemplates(o)[0]!.spec.volumes.filter((v: any) => v.name === "database-ca");
                 expect(volumes, `${o.kind} ${o.metadata.name}: one CA volume`).to.have.length(1);
             }
+        });
+
+        it("gives the quiesce step the migration's TLS settings and CA mount, and the resume step no database login", () => {
+            const job = (name: RegExp) => objects.find((o) => o.kind === "Job" && name.test(o.metadata.name));
+            const migrate = containersOf(job(/^mlflow-migrate-/)).find((c) => c.name === "migrate");
+            const quiesce = containersOf(job(/^mlflow-rollout-quiesce-/));
+            expect(quiesce.map((c) => c.name)).to.deep.equal(["quiesce"]);
+            const libpq = (c: any) => Object.fromEntries(Object.entries(envOf(c)).filter(([k]) => k.startsWith("PG")));
+            expect(libpq(quiesce[0]), "the same libpq settings as the migration").to.deep.equal(libpq(migrate));
+            expect(Object.keys(libpq(quiesce[0])).sort()).to.include.members(["PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "PGUSER"]);
+            const caMount = (c: any) => c.volumeMounts.filter((m: any) => m.name === "database-ca");
+            expect(caMount(quiesce[0])).to.deep.equal(caMount(migrate)).and.to.have.length(1);
+            const caVolume = (o: any) => podTemplates(o)[0]!.spec.volumes.filter((v: any) => v.name === "database-ca");
+            expect(caVolume(job(/^mlflow-rollout-quiesce-/))).to.deep.equal(caVolume(job(/^mlflow-migrate-/)));
+            // The quiesce step passes the external database's URIs, by host and port.
+            expect(quiesce[0].args.slice(1)).to.deep.equal([
+                "quiesce", `postgresql+psycopg2://${RDS_HOST}:5433/mlflow_tracking`, `postgresql+psycopg2://${RDS_HOST}:5433/mlflow_users`,
+            ]);
+            const resume = containersOf(job(/^mlflow-rollout-resume-/));
+            expect(Object.keys(envOf(resume[0])).filter((k) => k.startsWith("PG")), "resume talks to the API server only").to.deep.equal([]);
         });
 
         it("points the server, the auth database and the backups at the external databases", () => {
@@ -193,13 +214,15 @@ describe("external PostgreSQL", () => {
 
         it("lets only the database clients reach the database's subnets, on its port only", () => {
             const policiesIn = objects.filter((o) => o.kind === "NetworkPolicy");
-            expect(policiesIn, "no PostgreSQL policy").to.have.length(5);
+            expect(policiesIn, "no PostgreSQL policy").to.have.length(6);
             const pods = (kind: string, name?: RegExp): PodEndpoint => {
                 const obj = objects.find((o) => o.kind === kind && (name === undefined || name.test(o.metadata.name)));
                 return { namespace: obj.metadata.namespace, labels: podTemplates(obj)[0]!.labels };
             };
             const db = { ip: "10.0.33.9" };
-            for (const client of [pods("Deployment"), pods("Job"), pods("CronJob", /backup$/), pods("CronJob", /restore$/)]) {
+            const clients = [pods("Deployment"), pods("Job", /^mlflow-migrate-/), pods("Job", /^mlflow-rollout-quiesce-/), pods("Job", /^mlflow-rollout-resume-/),
+                pods("CronJob", /backup$/), pods("CronJob", /restore$/)];
+            for (const client of clients) {
                 expect(connectionAllowed(objects, client, db, 5433), JSON.stringify(client.labels)).to.equal(true);
                 expect(connectionAllowed(objects, client, { ip: "10.0.49.1" }, 5433), "the second subnet").to.equal(true);
                 expect(connectionAllowed(objects, client, db, 5432), "another port").to.equal(false);
@@ -232,7 +255,8 @@ describe("external PostgreSQL", () => {
             expect(run.ofType("kubernetes:core/v1:Secret").filter((s) => s.parent === component.urn)).to.deep.equal([]);
             const objects = kubernetesManifests(run).map((m) => m.object);
             const clients = objects.flatMap(containersOf).filter((c) => envOf(c).PGUSER !== undefined);
-            expect(clients).to.have.length(5);
+            // The server, the migration, the schema rollout's quiesce step, the backup (twice: CronJob and migration) and the restore.
+            expect(clients).to.have.length(6);
             for (const c of clients) {
                 expect(envOf(c).PGPASSWORD.secretKeyRef, c.name).to.deep.equal({ name: "rds-login", key: "password" });
             }

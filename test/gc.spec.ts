@@ -186,7 +186,7 @@ describe("garbage collection", () => {
                 databaseCaCertificate: CA, databaseMaxConnections: 900,
             });
             const gc = gcPod(run).containers[0];
-            const migrate = run.one("kubernetes:batch/v1:Job").inputs.spec.template.spec.containers[0];
+            const migrate = run.one("kubernetes:batch/v1:Job", /^mlflow-migrate$/).inputs.spec.template.spec.containers[0];
             const pg = (c: any) => c.env.filter((e: any) => e.name.startsWith("PG"));
             expect(pg(gc).map((e: any) => e.name)).to.include.members(["PGSSLMODE", "PGSSLROOTCERT"]);
             expect(pg(gc)).to.deep.equal(pg(migrate));

@@ -112,7 +112,7 @@ describe("ModelServer", () => {
     });
 
     it("creates the users in the migration Job and keeps their grants with a CronJob, passwords by reference", () => {
-        const job = run.one("kubernetes:batch/v1:Job").inputs.spec.template.spec.containers[0];
+        const job = run.one("kubernetes:batch/v1:Job", /^mlflow-migrate$/).inputs.spec.template.spec.containers[0];
         const served = JSON.parse(env(job).SERVED_MODELS.value);
         expect(served).to.deep.equal([
             { user: "serving-iris", model: "iris", alias: "champion", passwordEnv: "SERVING_PASSWORD_0" },
@@ -129,14 +129,14 @@ describe("ModelServer", () => {
         expect(container.args.slice(1)).to.deep.equal(job.args.slice(1), "the same databases as the migration");
         expect(env(container).SERVED_MODELS).to.deep.equal(env(job).SERVED_MODELS);
         expect(grants.inputs.spec.concurrencyPolicy).to.equal("Forbid");
-        expect(grants.dependencies, "after the migration created the users").to.include(run.one("kubernetes:batch/v1:Job").urn);
+        expect(grants.dependencies, "after the migration created the users").to.include(run.one("kubernetes:batch/v1:Job", /^mlflow-migrate$/).urn);
     });
 
     it("starts the model servers once the tracking server serves, their users created", () => {
         const component = run.one("mlflow-k8s:kubernetes:ModelServer", /^mlflow-model-iris$/);
         // A component dependency stands for its children: the server's Deployment and the migration Job.
         expect(component.dependencies).to.include.members([
-            run.one(DEPLOYMENT, /^mlflow-deployment$/).urn, run.one("kubernetes:batch/v1:Job").urn,
+            run.one(DEPLOYMENT, /^mlflow-deployment$/).urn, run.one("kubernetes:batch/v1:Job", /^mlflow-migrate$/).urn,
         ]);
         expect(iris.parent).to.equal(component.urn);
     });

@@ -1,12 +1,13 @@
 import { expect } from "chai";
-import { DNS_NAMESPACE, s3EgressPorts } from "../components/networkPolicies";
+import { DNS_NAMESPACE, dnsEgress, s3EgressPorts } from "../components/networkPolicies";
 import { describe as describeFindings, rulesOf } from "../policy/checks/findings";
 import { NETWORK_RULES, networkIsolationFindings, selects } from "../policy/checks/networkPolicy";
 import { podTemplates } from "../policy/checks/podSecurity";
 import { connectionAllowed, Endpoint, PodEndpoint } from "./support/networkSim";
 import { RenderedRun, renderedRun, RUN_LABELS } from "./support/runs";
 import { kubernetesManifests } from "../scripts/render";
-import { runProgram } from "./harness";
+import { runProgram, stackConfig } from "./harness";
+import { PROJECT, parseConfig } from "../components/config";
 
 const podsOf = (objects: readonly any[], kind: string, name?: RegExp): PodEndpoint => {
     const obj = objects.find((o) => o.kind === kind && (name === undefined || name.test(o.metadata.name)));
@@ -19,6 +20,8 @@ describe("NetworkPolicies", () => {
             let r: RenderedRun;
             let policies: any[];
             let server: PodEndpoint, migration: PodEndpoint, postgres: PodEndpoint, backup: PodEndpoint, restore: PodEndpoint;
+            // The schema rollout's two Jobs: they stop and restart the writers through the API server.
+            let quiesce: PodEndpoint, resume: PodEndpoint;
             let stranger: PodEndpoint, otherNamespace: PodEndpoint, dns: PodEndpoint;
             // The variant's served models and their grants CronJob; none on the shipped stacks.
             let models: PodEndpoint[], grants: PodEndpoint[];
@@ -29,7 +32,9 @@ describe("NetworkPolicies", () => {
                 r = await renderedRun(label);
                 policies = r.objects.filter((o) => o.kind === "NetworkPolicy");
                 server = podsOf(r.objects, "Deployment", /-tracking-server$/);
-                migration = podsOf(r.objects, "Job");
+                migration = podsOf(r.objects, "Job", /^mlflow-migrate-/);
+                quiesce = podsOf(r.objects, "Job", /^mlflow-rollout-quiesce-/);
+                resume = podsOf(r.objects, "Job", /^mlflow-rollout-resume-/);
                 postgres = podsOf(r.objects, "StatefulSet");
                 backup = podsOf(r.objects, "CronJob", /backup$/);
                 restore = podsOf(r.objects, "CronJob", /restore$/);
@@ -47,8 +52,9 @@ describe("NetworkPolicies", () => {
                 expect(gc.length, "gcSchedule is set on dev and the variant only").to.equal(["dev", "variant"].includes(label) ? 1 : 0);
             });
 
-            it("creates six policies in the stack's namespace, and one per served model, for their grants and for garbage collection, children of one component using the stack's provider", () => {
-                expect(policies).to.have.length(6 + models.length + grants.length + gc.length);
+            it("creates seven policies in the stack's namespace, and one per served model, for their grants and for garbage collection, children of one component using the stack's provider", () => {
+                // PostgreSQL, the server, the migration, backups, restores, the schema rollout, the default deny.
+                expect(policies).to.have.length(7 + models.length + grants.length + gc.length);
                 const recorded = r.run.ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy");
                 const component = r.run.one("mlflow-k8s:kubernetes:NetworkPolicies");
                 for (const np of recorded) {
@@ -69,14 +75,16 @@ describe("NetworkPolicies", () => {
             });
 
             it("gives each workload exactly one policy of its own besides the default deny", () => {
-                for (const pod of [server, migration, postgres, backup, restore, ...models, ...grants, ...gc]) {
+                for (const pod of [server, migration, postgres, backup, restore, quiesce, resume, ...models, ...grants, ...gc]) {
                     const own = policies.filter((p) => Object.keys(p.spec.podSelector).length > 0 && selects(p.spec.podSelector, pod.labels));
                     expect(own, JSON.stringify(pod.labels)).to.have.length(1);
                 }
+                const rolloutPolicy = (pod: PodEndpoint) => policies.find((p) => Object.keys(p.spec.podSelector).length > 0 && selects(p.spec.podSelector, pod.labels));
+                expect(rolloutPolicy(quiesce), "quiesce and resume share the rollout's policy").to.equal(rolloutPolicy(resume));
             });
 
-            it("lets only the tracking server, the migration Job, backups, restores, the serving grants and garbage collection reach PostgreSQL, on 5432 only", () => {
-                for (const client of [server, migration, backup, restore, ...grants, ...gc]) {
+            it("lets only the tracking server, the migration Job, the schema rollout, backups, restores, the serving grants and garbage collection reach PostgreSQL, on 5432 only", () => {
+                for (const client of [server, migration, quiesce, resume, backup, restore, ...grants, ...gc]) {
                     expect(connectionAllowed(r.objects, client, postgres, 5432), JSON.stringify(client.labels)).to.equal(true);
                 }
                 for (const model of models) {
@@ -168,6 +176,54 @@ describe("NetworkPolicies", () => {
                 }
             });
 
+            it("limits the schema rollout's egress to exactly DNS, PostgreSQL and the API server's endpoints from config, and admits nothing", () => {
+                const policy = policies.find((p) => selects(p.spec.podSelector, quiesce.labels) && Object.keys(p.spec.podSelector).length > 0);
+                const config = stackConfig(label === "dev" ? "dev" : "minikube");
+                const apiServer = parseConfig((key) => config[`${PROJECT}:${key}`]).network.apiServer;
+                // minikube (and the variants, which are minikube with settings turned) 8443; dev the default 443.
+                expect(apiServer).to.deep.equal({ cidrs: ["0.0.0.0/0", "::/0"], port: label === "dev" ? 443 : 8443 });
+                const postgresPolicy = policies.find((p) => selects(p.spec.podSelector, postgres.labels) && Object.keys(p.spec.podSelector).length > 0);
+                expect(policy.metadata.name).to.match(/^mlflow-network-schema-rollout-[0-9a-f]{8}$/);
+                expect(policy.spec).to.deep.equal({
+                    podSelector: { matchLabels: { "app.kubernetes.io/name": "schema-rollout", "app.kubernetes.io/instance": "mlflow" } },
+                    policyTypes: ["Ingress", "Egress"],
+                    ingress: [],
+                    egress: [
+                        dnsEgress(config[`${PROJECT}:nodeLocalDnsAddress`] || undefined),
+                        { to: [{ podSelector: postgresPolicy.spec.podSelector }], ports: [{ protocol: "TCP", port: 5432 }] },
+                        { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }, { ipBlock: { cidr: "::/0" } }], ports: [{ protocol: "TCP", port: apiServer.port }] },
+                    ],
+                });
+            });
+
+            it("lets the schema rollout reach PostgreSQL and the API server, and not the tracking server, S3 elsewhere, or another pod", () => {
+                const apiServer: Endpoint = { ip: label === "dev" ? "10.0.12.34" : "192.168.49.2" };
+                const apiPort = label === "dev" ? 443 : 8443;
+                for (const job of [quiesce, resume]) {
+                    const what = JSON.stringify(job.labels);
+                    expect(connectionAllowed(r.objects, job, dns, 53, "UDP"), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, postgres, 5432), what).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, postgres, 5433), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, job, apiServer, apiPort), `${what}: the API server`).to.equal(true);
+                    expect(connectionAllowed(r.objects, job, apiServer, 6443), `${what}: another port`).to.equal(false);
+                    expect(connectionAllowed(r.objects, job, server, 5000), `${what}: it scales the server, never calls it`).to.equal(false);
+                    expect(connectionAllowed(r.objects, job, server, 9090), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, job, internet, 80), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, job, otherNamespace, apiPort), `${what}: pods are not the API server`).to.equal(false);
+                    for (const model of models) {
+                        expect(connectionAllowed(r.objects, job, model, 8080), what).to.equal(false);
+                    }
+                    // Nothing connects to it: not the server, not another namespace, not the internet.
+                    expect(connectionAllowed(r.objects, server, job, 8080), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, otherNamespace, job, 8080), what).to.equal(false);
+                    expect(connectionAllowed(r.objects, internet, job, apiPort), what).to.equal(false);
+                    // S3 is HTTPS on 443: closed where the API server listens elsewhere (minikube's 8443). On
+                    // dev the API server's default, every address on 443, lets HTTPS out to anywhere,
+                    // S3 included, until kubeApiServerCidrs is narrowed (below, "fitted to the cluster").
+                    expect(connectionAllowed(r.objects, job, internet, 443), `${what}: S3`).to.equal(label === "dev");
+                }
+            });
+
             it("passes the isolation rules", () => {
                 const findings = networkIsolationFindings(r.objects);
                 expect(findings, describeFindings(findings)).to.deep.equal([]);
@@ -207,6 +263,26 @@ describe("NetworkPolicies", () => {
             expect(connectionAllowed(objects, { ip: "10.20.3.4" }, server, port), "a load balancer in IP mode").to.equal(true);
             expect(connectionAllowed(objects, { ip: "10.21.3.4" }, server, port)).to.equal(false);
             expect(connectionAllowed(objects, { ip: "10.20.3.4" }, server, 22)).to.equal(false);
+        });
+
+        it("lets the schema rollout reach exactly the API server's endpoints and port set in config, and not S3", async () => {
+            const run = await runProgram("dev", { kubeApiServerCidrs: "10.0.12.0/24,10.0.13.7/32", kubeApiServerPort: 6443 });
+            const objects = kubernetesManifests(run).map((m) => m.object);
+            const policy = objects.find((o) => o.kind === "NetworkPolicy" && /schema-rollout/.test(o.metadata.name));
+            expect(policy!.spec.egress.at(-1)).to.deep.equal({
+                to: [{ ipBlock: { cidr: "10.0.12.0/24" } }, { ipBlock: { cidr: "10.0.13.7/32" } }], ports: [{ protocol: "TCP", port: 6443 }],
+            });
+            for (const job of [podsOf(objects, "Job", /^mlflow-rollout-quiesce-/), podsOf(objects, "Job", /^mlflow-rollout-resume-/)]) {
+                expect(connectionAllowed(objects, job, { ip: "10.0.12.200" }, 6443)).to.equal(true);
+                expect(connectionAllowed(objects, job, { ip: "10.0.13.7" }, 6443)).to.equal(true);
+                expect(connectionAllowed(objects, job, { ip: "10.0.13.8" }, 6443), "outside the CIDRs").to.equal(false);
+                expect(connectionAllowed(objects, job, { ip: "10.0.12.200" }, 443), "another port").to.equal(false);
+                expect(connectionAllowed(objects, job, { ip: "52.216.8.1" }, 443), "S3").to.equal(false);
+            }
+            // The other workloads do not get the API server.
+            const migration = podsOf(objects, "Job", /^mlflow-migrate-/);
+            expect(connectionAllowed(objects, migration, { ip: "10.0.12.200" }, 6443)).to.equal(false);
+            expect(connectionAllowed(objects, podsOf(objects, "Deployment"), { ip: "10.0.12.200" }, 6443)).to.equal(false);
         });
 
         it("lets pods resolve names through NodeLocal DNSCache, or only kube-system when it is not used", async () => {

@@ -259,14 +259,16 @@ describe("escape hatches", () => {
     });
 
     describe("present (the variant sets them all)", () => {
-        it("reaches every pod template: server, PostgreSQL, migration, backups, restores, gc, model servers and their grants", async () => {
+        it("reaches every pod template: server, PostgreSQL, migration, schema rollout, backups, restores, gc, model servers and their grants", async () => {
             const { objects } = await renderedRun("variant");
             const templates = templatesOf(objects);
             expect(templates.map((t) => t.owner)).to.include.members([
                 "Deployment mlflow-tracking-server", "StatefulSet mlflow-postgres", "CronJob mlflow-db-backup", "CronJob mlflow-db-backup-restore",
                 "CronJob mlflow-gc", "CronJob mlflow-serving-grants", "Deployment mlflow-model-iris", "Deployment mlflow-model-churn",
             ]);
-            expect(templates.filter((t) => t.kind === "Job"), "the migration Job").to.have.length(1);
+            // The migration Job and the schema rollout's quiesce and resume Jobs (auto-named).
+            expect(templates.filter((t) => t.kind === "Job").map((t) => t.owner.replace(/-[0-9a-f]{8}$/, "")).sort(), "the Jobs")
+                .to.deep.equal(["Job mlflow-migrate", "Job mlflow-rollout-quiesce", "Job mlflow-rollout-resume"]);
             for (const t of templates) {
                 expect(t.spec.nodeSelector, t.owner).to.deep.equal({ "kubernetes.io/arch": "amd64", "node.example.com/pool": "ml" });
                 expect(t.spec.tolerations, t.owner).to.deep.equal([{ key: "dedicated", operator: "Equal", value: "ml", effect: "NoSchedule" }]);

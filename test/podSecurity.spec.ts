@@ -3,13 +3,14 @@ import { describe as describeFindings, rulesOf } from "../policy/checks/findings
 import {
     HARDENING_RULES, hardeningFindings, isPinnedImage, podTemplates, RESTRICTED_RULES, restrictedFindings, workloadFindings,
 } from "../policy/checks/podSecurity";
+import { ROLLOUT_SERVICE_ACCOUNT } from "../components/schemaRollout";
 import { servedModelNames } from "./harness";
 import { renderedRun, RUN_LABELS } from "./support/runs";
 
 describe("Pod Security Standards restricted and hardening", () => {
     for (const label of RUN_LABELS) {
         describe(`${label} run`, () => {
-            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, backups, restores, model servers and their grants, garbage collection", async () => {
+            it("checks every pod template, init containers included: server, PostgreSQL, migration Job, schema rollout, backups, restores, model servers and their grants, garbage collection", async () => {
                 const { objects, run } = await renderedRun(label);
                 const templates = objects.flatMap((o) => podTemplates(o).map((t) => ({ ...t, name: o.metadata.name })));
                 // Each served model adds a Deployment; having any adds the grants CronJob.
@@ -18,15 +19,26 @@ describe("Pod Security Standards restricted and hardening", () => {
                 // gcSchedule adds the garbage collection CronJob (dev and the variant).
                 const gc = ["dev", "variant"].includes(label) ? 1 : 0;
                 expect(templates.filter((t) => t.name === "mlflow-gc"), "the gc CronJob").to.have.length(gc);
-                const expected = ["CronJob", "CronJob", ...(served > 0 ? ["CronJob"] : []), ...Array(gc).fill("CronJob"), ...Array(1 + served).fill("Deployment"), "Job", "StatefulSet"];
+                const expected = ["CronJob", "CronJob", ...(served > 0 ? ["CronJob"] : []), ...Array(gc).fill("CronJob"), ...Array(1 + served).fill("Deployment"), "Job", "Job", "Job", "StatefulSet"];
                 expect(templates.map((t) => t.kind).sort()).to.deep.equal(expected);
                 for (const model of templates.filter((t) => t.name.startsWith("mlflow-model-"))) {
                     expect(model.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["download"]);
                     expect(model.spec.containers.map((c: any) => c.name)).to.deep.equal(["serve"]);
                 }
-                const job = templates.find((t) => t.kind === "Job")!;
+                const job = templates.find((t) => t.kind === "Job" && t.name.startsWith("mlflow-migrate-"))!;
                 expect(job.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["backup-dump", "backup-upload"]);
                 expect(job.spec.containers.map((c: any) => c.name)).to.deep.equal(["migrate"]);
+                // The schema rollout: one container each, and the only pods that mount an API token.
+                const rollout = templates.filter((t) => t.kind === "Job" && t.name.startsWith("mlflow-rollout-"));
+                expect(rollout.map((t) => t.spec.containers.map((c: any) => c.name)).sort()).to.deep.equal([["quiesce"], ["resume"]]);
+                for (const t of templates) {
+                    const isRollout = rollout.includes(t);
+                    expect(t.spec.automountServiceAccountToken, `${t.kind} ${t.name}`).to.equal(isRollout ? true : false);
+                    expect(t.spec.serviceAccountName === ROLLOUT_SERVICE_ACCOUNT, `${t.kind} ${t.name}`).to.equal(isRollout);
+                    if (isRollout) {
+                        expect(t.spec.initContainers ?? [], t.name).to.deep.equal([]);
+                    }
+                }
                 const postgres = templates.find((t) => t.kind === "StatefulSet")!;
                 expect(postgres.spec.initContainers.map((c: any) => c.name)).to.deep.equal(["sync-passwords"]);
             });
@@ -58,16 +70,19 @@ describe("Pod Security Standards restricted and hardening", () => {
     describe("fails each rule on a broken fixture", () => {
         let deployment: any;
         let job: any;
+        let rollout: any;
         before(async () => {
             const { objects } = await renderedRun("dev");
             deployment = objects.find((o) => o.kind === "Deployment");
-            job = objects.find((o) => o.kind === "Job");
+            job = objects.find((o) => o.kind === "Job" && o.metadata.name.startsWith("mlflow-migrate-"));
+            // The quiesce Job: a token mounted, as the rollout's ServiceAccount, which the rules allow it alone.
+            rollout = objects.find((o) => o.kind === "Job" && o.metadata.name.startsWith("mlflow-rollout-quiesce-"));
         });
         const pod = (o: any) => o.spec.template.spec;
         const main = (o: any) => pod(o).containers[0];
         const init = (o: any) => pod(o).initContainers[0];
 
-        type Fixture = [rule: string, description: string, target: "deployment" | "job", mutate: (o: any) => void];
+        type Fixture = [rule: string, description: string, target: "deployment" | "job" | "rollout", mutate: (o: any) => void];
         const fixtures: Fixture[] = [
             ["pss.hostNamespaces", "shares the host network", "deployment", (o) => { pod(o).hostNetwork = true; }],
             ["pss.hostNamespaces", "shares the host PID namespace", "job", (o) => { pod(o).hostPID = true; }],
@@ -93,6 +108,13 @@ describe("Pod Security Standards restricted and hardening", () => {
             ["hardening.resources", "has no memory limit", "deployment", (o) => { delete main(o).resources.limits.memory; }],
             ["hardening.resources", "has no CPU request in an init container", "job", (o) => { delete init(o).resources.requests.cpu; }],
             ["hardening.serviceAccountToken", "mounts a service-account token", "deployment", (o) => { delete pod(o).automountServiceAccountToken; }],
+            // The exception is for the rollout's Jobs, as its ServiceAccount, with the token asked for explicitly.
+            ["hardening.serviceAccountToken", "mounts a token in a Deployment running as the rollout's ServiceAccount", "deployment", (o) => {
+                pod(o).serviceAccountName = ROLLOUT_SERVICE_ACCOUNT; pod(o).automountServiceAccountToken = true;
+            }],
+            ["hardening.serviceAccountToken", "mounts a token in a Job running as another ServiceAccount", "rollout", (o) => { pod(o).serviceAccountName = "mlflow-tracking-server"; }],
+            ["hardening.serviceAccountToken", "mounts a token in a Job running as the namespace's default ServiceAccount", "rollout", (o) => { delete pod(o).serviceAccountName; }],
+            ["hardening.serviceAccountToken", "leaves the token of the rollout's Job to the ServiceAccount's default", "rollout", (o) => { delete pod(o).automountServiceAccountToken; }],
             ["hardening.imagePinned", "runs :latest", "deployment", (o) => { main(o).image = "ghcr.io/mlflow/mlflow:latest"; }],
             ["hardening.imagePinned", "runs an untagged image", "job", (o) => { init(o).image = "ghcr.io/mlflow/mlflow"; }],
             ["hardening.probes", "has no liveness probe", "deployment", (o) => { delete main(o).livenessProbe; }],
@@ -106,7 +128,7 @@ describe("Pod Security Standards restricted and hardening", () => {
 
         for (const [rule, description, target, mutate] of fixtures) {
             it(`${rule}: ${description}`, () => {
-                const obj = structuredClone(target === "deployment" ? deployment : job);
+                const obj = structuredClone({ deployment, job, rollout }[target]);
                 expect(workloadFindings(obj), "the unmodified fixture must pass").to.deep.equal([]);
                 mutate(obj);
                 expect(rulesOf(workloadFindings(obj))).to.deep.equal([rule]);
@@ -128,6 +150,18 @@ describe("Pod Security Standards restricted and hardening", () => {
             const findings = workloadFindings(cron);
             expect(rulesOf(findings)).to.deep.equal(["pss.hostNamespaces"]);
             expect(findings[0]!.path).to.equal("spec.jobTemplate.spec.template.spec.hostIPC");
+        });
+
+        it("allows the token only in a Job's pod: the rollout's pod spec in a CronJob is refused", () => {
+            expect(workloadFindings(rollout)).to.deep.equal([]);
+            const cron = {
+                apiVersion: "batch/v1", kind: "CronJob", metadata: { name: "rollout", namespace: "mlflow" },
+                spec: { schedule: "0 3 * * *", jobTemplate: { spec: structuredClone(rollout.spec) } },
+            };
+            const findings = workloadFindings(cron);
+            expect(rulesOf(findings)).to.deep.equal(["hardening.serviceAccountToken"]);
+            expect(findings[0]!.path).to.equal("spec.jobTemplate.spec.template.spec.automountServiceAccountToken");
+            expect(findings[0]!.message).to.include(ROLLOUT_SERVICE_ACCOUNT);
         });
 
         it("does not ask Jobs for probes", () => {

@@ -116,8 +116,14 @@ describe("policy pack (CrossGuard, offline)", () => {
         type Fixture = [policy: string, description: string, resources: () => PolicyTarget[]];
         const fixtures: Fixture[] = [
             ["k8s-pod-security-restricted", "a privileged server container", () => broken("kubernetes:apps/v1:Deployment", (s) => { container(s).securityContext.privileged = true; })],
-            ["k8s-pod-security-restricted", "a migration init container allowed to escalate", () => broken("kubernetes:batch/v1:Job", (s) => { s.spec.template.spec.initContainers[0].securityContext.allowPrivilegeEscalation = true; })],
+            ["k8s-pod-security-restricted", "a migration init container allowed to escalate", () => broken("kubernetes:batch/v1:Job", (s) => { s.spec.template.spec.initContainers[0].securityContext.allowPrivilegeEscalation = true; }, /^mlflow-migrate$/)],
             ["k8s-pod-hardening", "PostgreSQL with a writable root filesystem", () => broken("kubernetes:apps/v1:StatefulSet", (s) => { container(s).securityContext.readOnlyRootFilesystem = false; })],
+            ["k8s-pod-hardening", "a server Deployment mounting a token as the schema rollout's ServiceAccount", () => broken("kubernetes:apps/v1:Deployment", (s) => {
+                s.spec.template.spec.serviceAccountName = "mlflow-schema-rollout"; s.spec.template.spec.automountServiceAccountToken = true;
+            }, /^mlflow-deployment$/)],
+            ["k8s-pod-hardening", "the schema rollout's resume Job as another ServiceAccount, its token mounted", () => broken("kubernetes:batch/v1:Job", (s) => {
+                s.spec.template.spec.serviceAccountName = "mlflow-db-backup";
+            }, /^mlflow-rollout-resume$/)],
             ["k8s-pod-hardening", "a server image on :latest", () => broken("kubernetes:apps/v1:Deployment", (s) => { container(s).image = "ghcr.io/mlflow/mlflow:latest"; })],
             ["k8s-workload-probes", "a server without a readiness probe", () => broken("kubernetes:apps/v1:Deployment", (s) => { delete container(s).readinessProbe; })],
             ["k8s-workload-probes", "a server without a preStop hook", () => broken("kubernetes:apps/v1:Deployment", (s) => { delete container(s).lifecycle; })],

@@ -83,6 +83,7 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     mlflowAdminUsername: [{ mlflowAdminUsername: "platform-admin" }],
     mlflowDefaultPermission: [{ mlflowDefaultPermission: "NO_PERMISSIONS" }, { mlflowDefaultPermission: "MANAGE" }],
     mlflowAuthCacheTtlSeconds: [{ mlflowAuthCacheTtlSeconds: 0 }, { mlflowAuthCacheTtlSeconds: 300 }],
+    mlflowTelemetry: [{ mlflowTelemetry: true }],
     ingressHost: [{ ingressHost: "mlflow.example.com" }],
     ingressClassName: [{ ingressHost: "mlflow.example.com", ingressClassName: "nginx" }],
     ingressTlsSecretName: [{ ingressHost: "mlflow.example.com", ingressTlsSecretName: "mlflow-tls" }],
@@ -95,6 +96,9 @@ export const CONFIG_CHANGES: Readonly<Record<string, readonly Change[]>> = {
     ingressControllerNamespace: [{ ingressHost: "mlflow.example.com", ingressControllerNamespace: "traefik" }],
     ingressSourceRanges: [{ ingressSourceRanges: "10.0.0.0/16,fd00::/8" }],
     nodeLocalDnsAddress: [{ nodeLocalDnsAddress: "" }, { nodeLocalDnsAddress: "169.254.25.10" }],
+    // Where the schema rollout's Jobs reach the API server: their NetworkPolicy only.
+    kubeApiServerCidrs: [{ kubeApiServerCidrs: "192.168.49.2/32" }, { kubeApiServerCidrs: "10.0.0.0/8,fd00::/8" }],
+    kubeApiServerPort: [{ kubeApiServerPort: 1 }, { kubeApiServerPort: 65535 }],
     servedModels: [
         { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris@champion" }]) },
         { servedModels: JSON.stringify([{ name: "iris", model: "models:/iris/7", minReplicas: 2, maxReplicas: 5 }, { name: "churn", model: "models:/churn@prod" }]) },

@@ -12,6 +12,8 @@ const DEPLOYMENT = "kubernetes:apps/v1:Deployment";
 /** The tracking server's Deployment, by resource name: the variant run also has model servers'. */
 const SERVER_DEPLOYMENT = /^mlflow-deployment$/;
 const JOB = "kubernetes:batch/v1:Job";
+/** The migration Job, by resource name: the schema rollout's quiesce and resume Jobs are Jobs too. */
+const MIGRATION_JOB = /^mlflow-migrate$/;
 
 /** Value of a `--flag value` pair in an argument list. */
 function flag(args: string[], name: string): string | undefined {
@@ -197,7 +199,7 @@ describe("MlflowTrackingServer", () => {
 
     describe("migration Job", () => {
         it("upgrades the tracking schema, then the auth schema, then sets the admin user, in one interpreter with the server's image", () => {
-            const job = run.one(JOB).inputs.spec.template.spec;
+            const job = run.one(JOB, MIGRATION_JOB).inputs.spec.template.spec;
             const [migrate] = job.containers;
             expect(migrate.name).to.equal("migrate");
             expect(migrate.image).to.equal(MLFLOW_IMAGE);
@@ -210,25 +212,26 @@ describe("MlflowTrackingServer", () => {
             expect(migrateEnv.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef);
             expect(migrate.securityContext.readOnlyRootFilesystem).to.equal(true);
             const scripts = run.one("kubernetes:core/v1:ConfigMap", /^mlflow-scripts$/);
-            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["migrate.py", "purge.py", "serving.py"]);
+            // rollout.py is the schema rollout's (its quiesce and resume Jobs mount the same ConfigMap).
+            expect(Object.keys(scripts.inputs.data)).to.deep.equal(["migrate.py", "purge.py", "rollout.py", "serving.py"]);
             const volume = job.volumes.find((v: any) => v.name === "scripts");
             expect(volume.configMap.name).to.equal(scripts.state.metadata.name);
             expect(job.restartPolicy).to.equal("OnFailure");
-            expect(run.one(JOB).inputs.metadata.annotations, "a failed migration is retried by the next update")
+            expect(run.one(JOB, MIGRATION_JOB).inputs.metadata.annotations, "a failed migration is retried by the next update")
                 .to.deep.equal({ "pulumi.com/replaceUnready": "true" });
         });
 
         it("runs again when the admin's name or password changes, so the admin always matches the stack", async () => {
             const renamed = await runProgram("minikube", { mlflowAdminUsername: "platform-admin" });
-            const template = (r: ProgramRun) => JSON.stringify(r.one(JOB).inputs.spec.template);
+            const template = (r: ProgramRun) => JSON.stringify(r.one(JOB, MIGRATION_JOB).inputs.spec.template);
             expect(template(renamed), "a new template replaces the Job").to.not.equal(template(run));
             // A new password replaces the Secret (data is replace-only), whose generated name the Job reads.
-            const secretRef = run.one(JOB).inputs.spec.template.spec.containers[0].env.find((e: any) => e.name === "MLFLOW_AUTH_ADMIN_PASSWORD").valueFrom.secretKeyRef;
+            const secretRef = run.one(JOB, MIGRATION_JOB).inputs.spec.template.spec.containers[0].env.find((e: any) => e.name === "MLFLOW_AUTH_ADMIN_PASSWORD").valueFrom.secretKeyRef;
             expect(secretRef.name).to.equal(run.one("kubernetes:core/v1:Secret", /-server$/).state.metadata.name);
         });
 
         it("backs up both databases first, with the backup identity, so an upgrade can be rolled back", () => {
-            const job = run.one(JOB).inputs.spec.template.spec;
+            const job = run.one(JOB, MIGRATION_JOB).inputs.spec.template.spec;
             const backup = run.one("kubernetes:batch/v1:CronJob", /^mlflow-db-backup-cronjob$/).inputs.spec.jobTemplate.spec.template.spec;
             const [dump, upload] = job.initContainers;
             expect([dump.name, upload.name]).to.deep.equal(["backup-dump", "backup-upload"]);
@@ -248,14 +251,15 @@ describe("MlflowTrackingServer", () => {
         });
 
         it("may run longer than an image pull, and Pulumi waits for it longer than it may run", () => {
-            const job = run.one(JOB);
+            const job = run.one(JOB, MIGRATION_JOB);
             expect(job.inputs.spec.activeDeadlineSeconds).to.equal(MIGRATION_DEADLINE_SECONDS);
             expect(MIGRATION_DEADLINE_SECONDS, "pull, backup and migrations").to.be.greaterThan(ROLLOUT_TIMEOUT_SECONDS + 30 * 60);
         });
 
-        it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready", () => {
-            expect(run.one(DEPLOYMENT, SERVER_DEPLOYMENT).dependencies).to.include(run.one(JOB).urn);
-            expect(run.one(JOB).dependencies).to.include(run.one("kubernetes:apps/v1:StatefulSet").urn);
+        it("completes before the Deployment rolls out, and starts only once PostgreSQL is ready and the writers are stopped", () => {
+            expect(run.one(DEPLOYMENT, SERVER_DEPLOYMENT).dependencies).to.include(run.one(JOB, MIGRATION_JOB).urn);
+            expect(run.one(JOB, MIGRATION_JOB).dependencies).to.include(run.one("kubernetes:apps/v1:StatefulSet").urn);
+            expect(run.one(JOB, MIGRATION_JOB).dependencies, "after the schema rollout's quiesce Job").to.include(run.one(JOB, /^mlflow-rollout-quiesce$/).urn);
         });
     });
 
@@ -269,7 +273,7 @@ describe("MlflowTrackingServer", () => {
             for (const [k, v] of Object.entries(svc.spec.selector)) {
                 expect(deployment.spec.template.metadata.labels[k]).to.equal(v);
             }
-            const job = run.one(JOB).inputs.spec.template.metadata.labels;
+            const job = run.one(JOB, MIGRATION_JOB).inputs.spec.template.metadata.labels;
             expect(Object.entries(svc.spec.selector).every(([k, v]) => job[k] === v), "the migration Job is not a backend").to.equal(false);
         });
     });
@@ -323,7 +327,7 @@ describe("MlflowTrackingServer", () => {
                 .to.deep.equal({ name: "metrics-exporter", configMap: { name: configMap.state.metadata.name, defaultMode: 0o444 } });
             expect(exporter.volumeMounts).to.deep.include({ name: "metrics-exporter", mountPath: "/opt/mlflow/metrics", readOnly: true });
             expect(pod.volumes.map((v: any) => v.name)).to.not.include("scripts");
-            const job = run.one(JOB).inputs.spec.template.spec;
+            const job = run.one(JOB, MIGRATION_JOB).inputs.spec.template.spec;
             expect(job.volumes.map((v: any) => v.name)).to.not.include("metrics-exporter");
         });
 

@@ -88,14 +88,23 @@ CREATE DATABASE :"db" OWNER :"owner";
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 SQL
         fi
-        local clean=()
-        if [ "$(relations "$db")" != "0" ]; then
-            log "replacing the contents of $db (--force)"
-            clean=(--clean --if-exists)
-        fi
         log "restoring $db"
-        pg_restore --exit-on-error --single-transaction --no-owner --no-password "${clean[@]}" \
-            --dbname="$db" "$BACKUP_DIR/$db.dump" || fail "pg_restore of $db failed; its transaction was rolled back"
+        if [ "$(relations "$db")" != "0" ]; then
+            # --force: everything the application role owns there goes first, in the same transaction
+            # as the restore. pg_restore's --clean would drop only what the dump holds, and a newer
+            # schema (an upgrade being rolled back) has tables whose constraints block that.
+            log "replacing the contents of $db (--force)"
+            # COMMIT is sent only once pg_restore has written the whole script: if it fails part way,
+            # psql reaches the end of its input inside the transaction, which is then rolled back.
+            { echo 'BEGIN;'; echo 'DROP OWNED BY CURRENT_USER;'
+              pg_restore --no-owner -f - "$BACKUP_DIR/$db.dump" || exit 1
+              echo 'COMMIT;'; } \
+                | psql -X -q -v ON_ERROR_STOP=1 --dbname="$db" -f - > /dev/null \
+                || fail "restore of $db failed; its transaction was rolled back"
+        else
+            pg_restore --exit-on-error --single-transaction --no-owner --no-password \
+                --dbname="$db" "$BACKUP_DIR/$db.dump" || fail "pg_restore of $db failed; its transaction was rolled back"
+        fi
         psql -X -q -v ON_ERROR_STOP=1 --dbname="$db" -c 'ANALYZE' > /dev/null
         log "restored $db: $(relations "$db") relations"
     done

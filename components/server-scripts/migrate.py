@@ -10,6 +10,10 @@ stack, in one interpreter (importing MLflow costs seconds; three processes would
    they are and listed: a renamed admin keeps its old account until someone removes it on purpose;
 4. the model servers' users and grants (serving.py, next to this file), when SERVED_MODELS lists any.
 
+Before changing a schema it checks that nothing else is connected to either database: the quiesce
+Job (rollout.py) stopped every writer, and a migration under a live server would alter the tables
+it writes to. It refuses otherwise, naming the sessions, and changes nothing.
+
 The database login comes from PGUSER/PGPASSWORD. Every step is idempotent.
 """
 
@@ -19,9 +23,34 @@ import time
 
 
 def step(name, fn):
-    started = time.monotonic()
+    # Wall-clock times too: the contract tests line them up with the old server's exit.
+    started, wall = time.monotonic(), time.time()
+    print(f"migrate: {name} started at {wall:.3f}", flush=True)
     fn()
-    print(f"migrate: {name} done in {time.monotonic() - started:.1f} s", flush=True)
+    print(f"migrate: {name} done in {time.monotonic() - started:.1f} s (at {time.time():.3f})", flush=True)
+
+
+def check_no_writer(tracking_uri, auth_uri):
+    """Exits non-zero when a schema would change while another session is connected."""
+    from sqlalchemy import create_engine
+
+    import rollout
+
+    engines = {"tracking": create_engine(tracking_uri), "auth": create_engine(auth_uri)}
+    pending = rollout.pending_migrations(rollout.database_revisions(engines), rollout.image_heads())
+    if not pending:
+        print("migrate: both schemas are at this image's heads: no migration", flush=True)
+        return
+    for db, (current, head) in sorted(pending.items()):
+        print(f"migrate: {db} schema {current or '(none)'} -> {head}", flush=True)
+    sessions = rollout.other_sessions(engines["tracking"], [e.url.database for e in engines.values()])
+    engines["tracking"].dispose()
+    if sessions:
+        print(f"migrate: FAILED: {len(sessions)} other session(s) are connected; a migration under a live writer could "
+              "corrupt its writes. Nothing was changed. Sessions: " + "; ".join(
+                  f"pid {pid} {user}@{db} {app or '-'} from {client or 'local'}" for pid, user, db, app, client, _ in sessions),
+              file=sys.stderr, flush=True)
+        sys.exit(3)
 
 
 def sync_admin(auth_uri):
@@ -52,6 +81,7 @@ def main():
     from mlflow.db import upgrade as tracking_upgrade
     from mlflow.server.auth.db.cli import upgrade as auth_upgrade
 
+    step("writers stopped", lambda: check_no_writer(tracking_uri, auth_uri))
     step("tracking schema", lambda: tracking_upgrade.callback(tracking_uri))
     step("auth schema", lambda: auth_upgrade.callback(url=auth_uri, revision="head"))
     step("admin user", lambda: sync_admin(auth_uri))

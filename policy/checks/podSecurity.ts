@@ -8,6 +8,7 @@
  * touched only when a rule really needs it.
  */
 import type { Finding } from "./findings";
+import { ROLLOUT_SERVICE_ACCOUNT } from "../../components/lib/names";
 
 // Kubernetes objects arrive as untyped JSON (rendered manifests, policy props).
 type Obj = Record<string, any>;
@@ -215,8 +216,12 @@ export function hardeningFindings(template: PodTemplate): Finding[] {
     const out: Finding[] = [];
     const add = (rule: string, at: string, message: string): void => { out.push({ rule, path: at, message }); };
 
-    if (spec.automountServiceAccountToken !== false) {
-        add("hardening.serviceAccountToken", `${path}.automountServiceAccountToken`, "set to false: no workload here talks to the Kubernetes API");
+    // The schema rollout's Jobs are the one exception: they scale the server and suspend CronJobs
+    // through the API, as a ServiceAccount whose Role names exactly those objects.
+    const apiClient = kind === "Job" && spec.serviceAccountName === ROLLOUT_SERVICE_ACCOUNT;
+    if (spec.automountServiceAccountToken !== false && !(apiClient && spec.automountServiceAccountToken === true)) {
+        add("hardening.serviceAccountToken", `${path}.automountServiceAccountToken`,
+            `set to false: no workload here talks to the Kubernetes API but the schema rollout's Jobs (ServiceAccount ${ROLLOUT_SERVICE_ACCOUNT})`);
     }
     for (const { path: at, container, init } of containersOf(spec, path)) {
         if (container.securityContext?.readOnlyRootFilesystem !== true) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares everything the contract tests run, idempotently:
 #   - Debian packages: PostgreSQL's server binaries, bubblewrap (the container sandbox), Chromium;
+#   - etcd and kube-apiserver, built from the Go module proxy once per machine (kube-apiserver.sh);
 #   - three Python 3.11 virtual environments under .cache/integration/, installed from the hashed lock
 #     files in requirements/: one mirrors the MLflow image, one the previous MLflow release's (the
 #     upgrade test starts from it), one runs the moto emulator.
@@ -84,4 +85,7 @@ if [ "$installed_previous" != "$previous" ]; then
     echo "setup.sh: the previous-release venv runs MLflow $installed_previous, components/versions.ts names $previous" >&2
     exit 1
 fi
+step "etcd and kube-apiserver (built once, cached outside the clone)"
+bash "$here/kube-apiserver.sh" > /dev/null
+
 step "ready: MLflow $installed (and $installed_previous to upgrade from), moto $("$cache/venv-moto/bin/python" -c 'import moto; print(moto.__version__)')"

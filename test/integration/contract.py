@@ -16,6 +16,7 @@ Subcommands read one JSON document on stdin and print one JSON document on stdou
   gc-seed          runs with artifacts logged through the server, some of them deleted, for garbage collection
   gc-runs          how the server sees runs now: lifecycle stage (or the error), and their artifacts
   artifact-objects the objects (current, versions, delete markers) under a key prefix, as the deployer
+  verify-writes    every write writers.py saw acknowledged, read back through the server
 
 boto3 and MLflow come from the venv that mirrors the MLflow image (scripts/integration/setup.sh).
 """
@@ -994,6 +995,65 @@ def multipart_uploads(doc):
     return {"uploads": [{"key": u["Key"], "uploadId": u["UploadId"]} for u in listed.get("Uploads", [])]}
 
 
+def verify_writes(doc):
+    """Reads back every acknowledged write of writers.py (acked.jsonl): each run, its params, the
+    metrics' values, its tags, each artifact's bytes (SHA-256) and its end. Returns the counts and
+    whatever is missing or different."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = {}
+    ops = 0
+    with open(os.path.join(doc["out"], "acked.jsonl")) as f:
+        for line in f:
+            w = json.loads(line)
+            runs.setdefault(w["run"], []).append(w)
+            ops += 1
+    problems = []
+    work = tempfile.mkdtemp(dir=doc.get("workDir"))
+    for run_id, writes in sorted(runs.items()):
+        try:
+            run = client.get_run(run_id)
+        except Exception as e:
+            problems.append(f"{run_id}: {type(e).__name__}: {e}"[:300])
+            continue
+        for w in writes:
+            if w["op"] == "log_batch":
+                for k, v in w["params"].items():
+                    if run.data.params.get(k) != v:
+                        problems.append(f"{run_id}: param {k} = {run.data.params.get(k)!r}, acknowledged {v!r}")
+                for k, v in w["metrics"].items():
+                    if run.data.metrics.get(k) != v:
+                        problems.append(f"{run_id}: metric {k} = {run.data.metrics.get(k)!r}, acknowledged {v!r}")
+            if w["op"] in ("log_batch", "set_tag"):
+                for k, v in w["tags"].items():
+                    if run.data.tags.get(k) != v:
+                        problems.append(f"{run_id}: tag {k} = {run.data.tags.get(k)!r}, acknowledged {v!r}")
+            if w["op"] == "log_artifact":
+                local = client.download_artifacts(run_id, w["path"], os.path.join(work, run_id))
+                if sha256_file(local) != w["sha256"]:
+                    problems.append(f"{run_id}: artifact {w['path']} differs from what was acknowledged")
+            if w["op"] == "set_terminated" and run.info.status != "FINISHED":
+                problems.append(f"{run_id}: status {run.info.status}, acknowledged FINISHED")
+    return {"runs": len(runs), "writes": ops, "problems": problems[:50], "problemCount": len(problems)}
+
+
+def schema_check(doc):
+    """Whether this venv's MLflow would serve the tracking database at `uri` (its startup check)."""
+    from sqlalchemy import create_engine
+
+    from mlflow.store.db.utils import _verify_schema
+
+    engine = create_engine(doc["uri"])
+    try:
+        _verify_schema(engine)
+        return {"ok": True}
+    except Exception as e:
+        return {"error": str(e)}
+    finally:
+        engine.dispose()
+
+
 def main():
     command = sys.argv[1]
     doc = json.loads(sys.stdin.read())
@@ -1020,6 +1080,8 @@ def main():
         "gc-seed": gc_seed,
         "gc-runs": gc_runs,
         "artifact-objects": artifact_objects,
+        "verify-writes": verify_writes,
+        "schema-check": schema_check,
     }
     result = handlers[command](doc)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -13,6 +13,7 @@ import { POSTGRES_UID } from "../../../components/versions";
 import { ROOT, RecordedResource, runProgram } from "../../harness";
 import { generatePassword } from "./credentials";
 import { freePort, runToCompletion, Service } from "./processes";
+import type { KubeApi } from "./kubeApi";
 import { ImageRuntime, LocalContainer, Rendered, TYPES } from "./rendered";
 import {
     ExternalPostgres, Moto, Postgres, postgresImage, runContainer, startContainer, startExternalPostgres, startMoto, startPostgres, stopContainer, waitForProbes,
@@ -161,6 +162,11 @@ export class Platform {
     superuser!: Login;
     admin!: Login;
     images!: Record<string, ImageRuntime>;
+    /**
+     * The API server pods with a ServiceAccount token talk to ({@link attachKubeApi}); a pod that
+     * mounts a token without one fails, so no test runs one against nothing.
+     */
+    kube: KubeApi | undefined;
     /** The config overrides of the current render. */
     private overrides: Record<string, string | number | boolean> | undefined;
     private podStarts = 0;
@@ -399,7 +405,7 @@ export class Platform {
         const podDir = path.join(this.dir, label);
         const results: StepResult[] = [];
         const run = async (c: any): Promise<StepResult> => {
-            const lc = this.r.container(asWorkload, c.name, podDir, { images: this.images });
+            const lc = await this.withServiceAccount(pod, workload, this.r.container(asWorkload, c.name, podDir, { images: this.images }), podDir);
             const withEnv = { ...lc, env: { ...lc.env, ...(options.env ?? {}) } };
             const result = await runContainer(withEnv, path.join(this.logs, `${label}-${c.name}.log`));
             return { container: c.name, code: result.code, stdout: result.stdout, stderr: result.stderr };
@@ -413,6 +419,37 @@ export class Platform {
         }
         results.push(...await Promise.all(pod.containers.map(run)));
         return results;
+    }
+
+    /** The API server the pods that mount a ServiceAccount token reach. */
+    attachKubeApi(api: KubeApi): void {
+        this.kube = api;
+    }
+
+    /**
+     * What the kubelet adds to a container of a pod with `automountServiceAccountToken: true`: the
+     * ServiceAccount's token (issued by the API server), its CA and namespace at
+     * /var/run/secrets/kubernetes.io/serviceaccount, and KUBERNETES_SERVICE_HOST/PORT.
+     */
+    private async withServiceAccount(pod: any, workload: RecordedResource, lc: LocalContainer, podDir: string): Promise<LocalContainer> {
+        if (pod.automountServiceAccountToken !== true) {
+            return lc;
+        }
+        if (this.kube === undefined) {
+            throw new Error(`${workload.name} mounts a ServiceAccount token: the test must attach an API server (attachKubeApi)`);
+        }
+        const namespace: string = workload.inputs.metadata.namespace;
+        const account: string = pod.serviceAccountName ?? "default";
+        const dir = path.join(podDir, `serviceaccount-${lc.name}`);
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, "token"), await this.kube.serviceAccountToken(namespace, account), { mode: 0o644 });
+        fs.copyFileSync(this.kube.caFile, path.join(dir, "ca.crt"));
+        fs.writeFileSync(path.join(dir, "namespace"), namespace);
+        return {
+            ...lc,
+            env: { ...lc.env, KUBERNETES_SERVICE_HOST: this.kube.host, KUBERNETES_SERVICE_PORT: String(this.kube.port) },
+            sandbox: { ...lc.sandbox, mounts: [...lc.sandbox.mounts, { target: "/var/run/secrets/kubernetes.io/serviceaccount", source: dir, readOnly: true }] },
+        };
     }
 
     /** Runs a pod and fails the test unless every container exits 0. */

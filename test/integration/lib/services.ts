@@ -236,7 +236,7 @@ export interface ExternalPostgres {
 }
 
 /** Runs openssl, failing with its output. */
-async function openssl(args: string[], logDir: string): Promise<void> {
+export async function openssl(args: string[], logDir: string): Promise<void> {
     const result = await runToCompletion("openssl", args, { env: process.env, logFile: path.join(logDir, "openssl.log") });
     if (result.code !== 0) {
         throw new Error(`openssl ${args[0]} failed: ${result.stderr}`);
