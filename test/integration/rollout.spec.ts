@@ -12,8 +12,7 @@
  * Deployment, its pods, the new CronJobs, the resume Job.
  *
  * Proven: every acknowledged write is there afterwards; no old server process was alive when the
- * migration began; a config-only change stops nothing and fails no request (the client's retries
- * off); the documented rollback serves every record written before the upgrade with the previous
+ * migration began; a config-only change stops nothing and fails no request; the documented rollback serves every record written before the upgrade with the previous
  * release; a migration that fails leaves the server stopped, and the next run completes it.
  */
 import { expect } from "chai";
@@ -354,9 +353,10 @@ describe(`contract: the schema rollout of the ${STACK} stack under load (MLflow 
             `${acked.length - early.length} acknowledged later (to the upgraded server) are not in the rollback point, as README says`);
     });
 
-    it("leaves the server stopped with a clear message when a migration fails, never an old server on the half-migrated schema; the next run completes it", async function () {
-        // A table the second migration of the upgrade creates, made beforehand: the first one applies,
-        // the second fails, and the schema is between the two releases.
+    it("leaves the server stopped with a clear message when a migration fails, and the next run completes it", async function () {
+        const [[previousHead]] = (await p.sql(p.db.tracking, "SELECT version_num FROM alembic_version")) as [[string]];
+        // A table the second migration of the upgrade creates, made beforehand: that migration fails
+        // after the first one has run.
         await p.sql(p.db.tracking, "CREATE TABLE scheduler_leases (lease_key varchar(255) PRIMARY KEY)");
         await p.rerender({ mlflowVenv: MLFLOW_VENV });
         await p.runPodToSuccess(rolloutJob("quiesce"), { label: "quiesce-failing" });
@@ -365,13 +365,16 @@ describe(`contract: the schema rollout of the ${STACK} stack under load (MLflow 
         const migrate = step(failed, "migrate");
         expect(migrate.code, "the migration Job fails").to.not.equal(0);
         expect(migrate.stderr).to.match(/scheduler_leases.*already exists/);
+        // On PostgreSQL MLflow runs the whole upgrade in one transaction: the first migration is
+        // rolled back with the second, and the schema is the previous release's, not half of each.
         const [[revision]] = (await p.sql(p.db.tracking, "SELECT version_num FROM alembic_version")) as [[string]];
+        expect(revision).to.equal(previousHead);
         // The server stays at zero, its writers held: Pulumi stops at the failed Job.
         expect((await api.get(deploymentPath())).spec.replicas).to.equal(0);
         expect((await cronJobs()).filter((c) => c.metadata.annotations?.[HELD] === "true").length).to.be.greaterThan(0);
-        // And the previous release refuses that schema rather than writing into it.
+        // And the new release would not serve that schema (its pods could not start yet either).
         const refusal = await p.python("schema-check", { uri: `postgresql://127.0.0.1:${p.postgres.port}/${p.db.tracking}` },
-            { PGUSER: p.db.user, PGPASSWORD: p.db.password }, PREVIOUS_VENV);
+            { PGUSER: p.db.user, PGPASSWORD: p.db.password }, MLFLOW_VENV);
         expect(refusal.error).to.match(/out-of-date database schema/);
         // The operator removes the cause and runs `pulumi up` again: the failed Job is replaced.
         await p.sql(p.db.tracking, "DROP TABLE scheduler_leases");
@@ -381,7 +384,7 @@ describe(`contract: the schema rollout of the ${STACK} stack under load (MLflow 
         await startNewPods();
         await p.runPodToSuccess(rolloutJob("resume"), { label: "resume-after-failure" });
         expect((await cronJobs()).some((c) => c.metadata.annotations?.[HELD] !== undefined)).to.equal(false);
-        console.log(`      failed migration: stopped at ${revision} (between the releases) with "${migrate.stderr.split("\n").filter((l) => /already exists/.test(l))[0]?.slice(0, 160)}"; ` +
-            `server at 0 replicas until the retry, which completed it`);
+        console.log(`      failed migration: "${migrate.stderr.split("\n").filter((l) => /already exists/.test(l))[0]?.slice(0, 160)}"; ` +
+            `schema rolled back whole to ${revision}; server at 0 replicas until the retry, which completed it`);
     });
 });

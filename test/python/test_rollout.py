@@ -1,7 +1,7 @@
 """Unit tests of rollout.py's decisions, with the API server, the databases and the clock faked
 (the contract tests run it for real: test/integration/rollout.spec.ts).
 
-    python -m unittest discover -s test/scripts
+    python3 -m unittest discover -s test/python -p test_rollout.py   (npm run test:scripts; the standard library only)
 """
 
 import datetime
