@@ -10,9 +10,10 @@ import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 // The same rule the policy pack holds every container to.
 import { isPinnedImage } from "../policy/checks/podSecurity";
+import type { RequestLimits } from "./mlflowSettings";
 import { ANNOTATION_KEY_RULE, type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides, stringMap, structuredValue } from "./podOverrides";
 import {
-    DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
+    BODY_MEMORY_FACTOR, DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, SERVER_TMP_BYTES, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
 } from "./sizing";
 
@@ -188,6 +189,8 @@ export interface StackConfig {
         readonly workers: number;
         readonly dbPoolSize: number;
         readonly dbMaxOverflow: number;
+        /** What one worker admits (`mlflowMaxRequestBodySize` and the other request bound keys). */
+        readonly requestLimits: RequestLimits;
         readonly resources: Resources;
         readonly adminUsername: string;
         readonly defaultPermission: DefaultPermission;
@@ -485,6 +488,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
     const dbPoolSize = integer("mlflowDbPoolSize", 1, 100);
     const dbMaxOverflow = integer("mlflowDbMaxOverflow", 0, 100);
     const mlflowResources = resources("mlflow");
+    const requestLimits = parseRequestLimits({ string, integer, fail });
     const adminUsername = string("mlflowAdminUsername", "a user name of letters, digits, '.', '_' or '-', starting with a letter, at most 64 characters",
         (v) => USERNAME.test(v));
     const defaultPermission = oneOf("mlflowDefaultPermission", DEFAULT_PERMISSIONS);
@@ -592,10 +596,13 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         if (workers > cores) {
             fail("mlflowWorkers", workers, `at most ${cores}, the cores of ${PROJECT}:mlflowCpuLimit (${mlflowResources.cpuLimit}); raise the CPU limit for more workers`);
         }
-        const minimum = minimumServerMemoryLimitMiB(workers);
+        const budget_ = requestLimits.bodyBudgetBytes;
+        const minimum = minimumServerMemoryLimitMiB(workers, budget_);
         if (parseQuantity(mlflowResources.memoryLimit) < minimum * 2 ** 20) {
             fail("mlflowMemoryLimit", mlflowResources.memoryLimit,
-                `at least ${minimum}Mi for ${workers} worker(s): measured peak ${serverMemoryMiB(workers).peak}Mi plus ${MEMORY_HEADROOM * 100}% headroom (components/sizing.ts)`);
+                `at least ${minimum}Mi for ${workers} worker(s) each reading up to ${PROJECT}:mlflowRequestBodyBudget (${mib(budget_)}) of large bodies at once: ` +
+                `measured peak ${serverMemoryMiB(workers, budget_).peak}Mi (${BODY_MEMORY_FACTOR}x the budget per worker included) plus ${MEMORY_HEADROOM * 100}% headroom ` +
+                `(components/sizing.ts); raise the limit or lower mlflowRequestBodyBudget or mlflowWorkers`);
         }
     }
 
@@ -615,7 +622,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         servedModels,
         postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
         mlflow: {
-            replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
+            replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, requestLimits, resources: mlflowResources,
             adminUsername, defaultPermission, authCacheTtlSeconds,
             ingress: ingressHost === undefined || gatewayName !== undefined ? undefined
                 : { host: ingressHost, className: ingressClassName, tlsSecretName, annotations: ingressAnnotations },
@@ -632,6 +639,50 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         pods,
         network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress },
     });
+}
+
+/** Bytes as the shortest of KiB or MiB, for messages. */
+function mib(bytes: number): string {
+    return bytes % 2 ** 20 === 0 ? `${bytes / 2 ** 20}Mi` : `${bytes / 2 ** 10}Ki`;
+}
+
+/** Ranges of the request bound keys. */
+export const REQUEST_LIMIT_RANGES = Object.freeze({
+    maxBodyBytes: { min: 64 * 2 ** 10, max: 256 * 2 ** 20 },
+    maxUploadBytes: { min: 2 ** 20, max: SERVER_TMP_BYTES },
+    bodyBudgetBytes: { max: 2 ** 30 },
+    maxConcurrentRequests: { min: 1, max: 1000 },
+    bodyTimeoutSeconds: { min: 1, max: 3600 },
+});
+
+/**
+ * The request bounds of each server worker (components/request-bounds): sizes as Kubernetes
+ * quantities, checked against their ranges and each other.
+ */
+function parseRequestLimits(p: {
+    string: (key: string, allowed: string, valid: (v: string) => boolean) => string;
+    integer: (key: string, min: number, max: number) => number;
+    fail: (key: string, value: unknown, allowed: string) => void;
+}): RequestLimits {
+    const r = REQUEST_LIMIT_RANGES;
+    const size = (key: string, min: number, max: number, what: string): number => {
+        const v = p.string(key, `a Kubernetes quantity from ${mib(min)} to ${mib(max)}, such as ${mib(Math.max(min, 2 ** 21))}: ${what}`,
+            (x) => QUANTITY.test(x) && parseQuantity(x) >= min && parseQuantity(x) <= max);
+        return QUANTITY.test(v) ? Math.floor(parseQuantity(v)) : 0;
+    };
+    const maxBodyBytes = size("mlflowMaxRequestBodySize", r.maxBodyBytes.min, r.maxBodyBytes.max,
+        "the largest API request body a worker reads (413 beyond, before it is read)");
+    const maxUploadBytes = size("mlflowMaxUploadSize", r.maxUploadBytes.min, r.maxUploadBytes.max,
+        "the largest artifact upload through the server (413 beyond), at most the server's /tmp that spools it");
+    const bodyBudgetBytes = size("mlflowRequestBodyBudget", r.maxBodyBytes.min, r.bodyBudgetBytes.max,
+        "bytes of large API bodies one worker reads at once (503, retried, beyond)");
+    if (maxBodyBytes > 0 && bodyBudgetBytes > 0 && bodyBudgetBytes < maxBodyBytes) {
+        p.fail("mlflowRequestBodyBudget", mib(bodyBudgetBytes),
+            `at least ${PROJECT}:mlflowMaxRequestBodySize (${mib(maxBodyBytes)}): a body the budget cannot hold would never be served`);
+    }
+    const maxConcurrentRequests = p.integer("mlflowMaxConcurrentRequests", r.maxConcurrentRequests.min, r.maxConcurrentRequests.max);
+    const bodyTimeoutSeconds = p.integer("mlflowRequestBodyTimeoutSeconds", r.bodyTimeoutSeconds.min, r.bodyTimeoutSeconds.max);
+    return { maxBodyBytes, maxUploadBytes, bodyBudgetBytes, maxConcurrentRequests, bodyTimeoutSeconds };
 }
 
 /**

@@ -96,6 +96,7 @@ export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
  */
 export const RESERVED_ENV_PREFIXES: readonly string[] = [
     "AWS_", "PG", "MLFLOW_", "UVICORN_", "GUNICORN_", "PYTHON", "LD_", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_",
+    "REQUEST_BOUNDS_",
 ];
 
 /** Whether the program reserves an environment variable's name. */

@@ -19,17 +19,36 @@ export const SERVER_MEMORY_MIB = Object.freeze({ base: 208, perWorkerIdle: 184, 
 /** Share of the memory limit kept free above the measured peak: allocator fragmentation, large requests. */
 export const MEMORY_HEADROOM = 0.25;
 
-/** Expected PSS of a server pod with `workers` workers, idle and at peak load. */
-export function serverMemoryMiB(workers: number): { idle: number; peak: number } {
+/**
+ * MiB of a worker's PSS per MiB of API body it reads: MLflow buffers the body, copies it into the
+ * WSGI environ, parses the JSON into Python objects and then into protobuf messages. Measured with
+ * the rendered minikube server, before the request bounds: one 58 MB (55.3 MiB) `log_batch` took the
+ * tree from 640 to 1,474 MiB (834 MiB, x15.1), two at once from 716 to 2,301 MiB (x14.3 each).
+ * Rounded up to 16.
+ */
+export const BODY_MEMORY_FACTOR = 16;
+
+/**
+ * Bodies up to this size do not count against a worker's body budget (the request bounds'
+ * SMALL_BODY_BYTES): their cost is inside `perWorkerPeak`, measured with 64 clients.
+ */
+export const SMALL_BODY_BYTES = 64 * 1024;
+
+/**
+ * Expected PSS of a server pod with `workers` workers, idle and at peak load: the measured peak of
+ * many clients plus, per worker, the large bodies its budget admits at once, at {@link BODY_MEMORY_FACTOR}.
+ */
+export function serverMemoryMiB(workers: number, bodyBudgetBytes = 0): { idle: number; peak: number } {
+    const bodies = (bodyBudgetBytes / 2 ** 20) * BODY_MEMORY_FACTOR;
     return {
         idle: SERVER_MEMORY_MIB.base + workers * SERVER_MEMORY_MIB.perWorkerIdle,
-        peak: SERVER_MEMORY_MIB.base + workers * SERVER_MEMORY_MIB.perWorkerPeak,
+        peak: Math.ceil(SERVER_MEMORY_MIB.base + workers * (SERVER_MEMORY_MIB.perWorkerPeak + bodies)),
     };
 }
 
 /** The smallest memory limit, in MiB, that holds the peak with {@link MEMORY_HEADROOM} to spare. */
-export function minimumServerMemoryLimitMiB(workers: number): number {
-    return Math.ceil(serverMemoryMiB(workers).peak / (1 - MEMORY_HEADROOM));
+export function minimumServerMemoryLimitMiB(workers: number, bodyBudgetBytes = 0): number {
+    return Math.ceil(serverMemoryMiB(workers, bodyBudgetBytes).peak / (1 - MEMORY_HEADROOM));
 }
 
 /**
@@ -84,3 +103,9 @@ export const POSTGRES_MEMORY_MIB = Object.freeze({ base: 64, perConnection: 2.5 
 export function minimumPostgresMemoryLimitMiB(maxConnections: number): number {
     return Math.ceil((POSTGRES_MEMORY_MIB.base + maxConnections * POSTGRES_MEMORY_MIB.perConnection) / (1 - MEMORY_HEADROOM));
 }
+
+/**
+ * Size of the server's /tmp (an emptyDir), where MLflow spools each proxied upload before it goes
+ * to S3: no single upload may be larger (`mlflowMaxUploadSize`).
+ */
+export const SERVER_TMP_BYTES = 4 * 2 ** 30;
