@@ -13,7 +13,7 @@ import { isPinnedImage } from "../policy/checks/podSecurity";
 import type { RequestLimits } from "./mlflowSettings";
 import { ANNOTATION_KEY_RULE, type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides, stringMap, structuredValue } from "./podOverrides";
 import {
-    BODY_MEMORY_FACTOR, DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, SERVER_TMP_BYTES, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
+    BODY_MEMORY_FACTOR, DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, SERVER_TMP_BYTES, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, WORKER_THREADS, connectionsPerWorker, derivePools, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
 } from "./sizing";
 
@@ -485,10 +485,16 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         fail("mlflowMaxReplicas", maxReplicas, `0 (no autoscaling) or at least ${PROJECT}:mlflowReplicas (${replicas})`);
     }
     const workers = integer("mlflowWorkers", 1, 32);
-    const dbPoolSize = integer("mlflowDbPoolSize", 1, 100);
-    const dbMaxOverflow = integer("mlflowDbMaxOverflow", 0, 100);
+    // 0 and -1 (the defaults): derived from the connection budget, below.
+    let dbPoolSize = integer("mlflowDbPoolSize", 0, 100);
+    let dbMaxOverflow = integer("mlflowDbMaxOverflow", -1, 100);
+    const derivedPools = dbPoolSize === 0 && dbMaxOverflow === -1;
+    if (!derivedPools && (dbPoolSize === 0 || dbMaxOverflow === -1)) {
+        const [key, value, other] = dbPoolSize === 0 ? ["mlflowDbPoolSize", dbPoolSize, "mlflowDbMaxOverflow"] : ["mlflowDbMaxOverflow", dbMaxOverflow, "mlflowDbPoolSize"];
+        fail(key, value, `set as well, since ${PROJECT}:${other} is set (or leave both unset: pools derived from the connection budget)`);
+    }
     const mlflowResources = resources("mlflow");
-    const requestLimits = parseRequestLimits({ string, integer, fail });
+    let requestLimits = parseRequestLimits({ string, integer, fail });
     const adminUsername = string("mlflowAdminUsername", "a user name of letters, digits, '.', '_' or '-', starting with a letter, at most 64 characters",
         (v) => USERNAME.test(v));
     const defaultPermission = oneOf("mlflowDefaultPermission", DEFAULT_PERMISSIONS);
@@ -576,14 +582,34 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         // Every worker of every replica holds one pool per SQLAlchemy engine; together they must fit
         // under max_connections, keeping room for the migration Job, backups and an operator.
         const peakReplicas = Math.max(replicas, maxReplicas);
-        const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow });
         const [limitKey, limit] = database.mode === "external"
             ? ["databaseMaxConnections", database.maxConnections] : ["postgresMaxConnections", maxConnections];
-        if (budget > limit - RESERVED_CONNECTIONS) {
-            fail("mlflowDbPoolSize", dbPoolSize,
-                `replicas (${peakReplicas}) x workers (${workers}) x ${connectionsPerWorker(dbPoolSize, dbMaxOverflow)} connections per worker ` +
-                `(${DB_ENGINES_PER_WORKER} engines of pool ${dbPoolSize} + overflow ${dbMaxOverflow}, at most 2 per request in flight) = ${budget} ` +
-                `exceeds ${PROJECT}:${limitKey} (${limit}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
+        const allowance = limit - RESERVED_CONNECTIONS;
+        if (derivedPools) {
+            // The pools every worker can have within the budget, and the requests it may then serve at once.
+            const pools = derivePools(Math.floor(allowance / (peakReplicas * workers)), requestLimits.maxConcurrentRequests);
+            if (pools === undefined) {
+                fail(limitKey, limit,
+                    `at least ${RESERVED_CONNECTIONS + peakReplicas * workers * (DB_ENGINES_PER_WORKER + 2)} for replicas (${peakReplicas}) x workers (${workers}): ` +
+                    `each worker needs a pool of 1 per engine (${DB_ENGINES_PER_WORKER}) and 2 connections for one request, plus ${RESERVED_CONNECTIONS} reserved; ` +
+                    `raise max connections or lower ${PROJECT}:mlflowReplicas, mlflowMaxReplicas or mlflowWorkers`);
+            } else {
+                dbPoolSize = pools.poolSize;
+                dbMaxOverflow = pools.maxOverflow;
+                // Beyond the worker's threads, requests wait without a connection: the limit drops only below them.
+                if (pools.concurrency < WORKER_THREADS) {
+                    requestLimits = { ...requestLimits, maxConcurrentRequests: Math.min(requestLimits.maxConcurrentRequests, pools.concurrency) };
+                }
+            }
+        } else {
+            const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow, concurrency: requestLimits.maxConcurrentRequests });
+            if (budget > allowance) {
+                fail("mlflowDbPoolSize", dbPoolSize,
+                    `replicas (${peakReplicas}) x workers (${workers}) x ${connectionsPerWorker(dbPoolSize, dbMaxOverflow, requestLimits.maxConcurrentRequests)} connections per worker ` +
+                    `(${DB_ENGINES_PER_WORKER} engines of pool ${dbPoolSize} + overflow ${dbMaxOverflow}, at most 2 per request in flight) = ${budget} ` +
+                    `exceeds ${PROJECT}:${limitKey} (${limit}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections, ` +
+                    `or leave mlflowDbPoolSize and mlflowDbMaxOverflow unset to derive them from the budget`);
+            }
         }
         const postgresMinimum = minimumPostgresMemoryLimitMiB(maxConnections);
         if (database.mode === "inCluster" && parseQuantity(postgresResources.memoryLimit) < postgresMinimum * 2 ** 20) {

@@ -77,16 +77,49 @@ export const SAFE_POOL_CAPACITY = WORKER_THREADS + 1;
  * Connections one worker can hold: its engines' full pools, but never more than two per request in
  * flight plus the connections the pools keep open between requests (overflow ones are closed).
  */
-export function connectionsPerWorker(poolSize: number, maxOverflow: number): number {
-    return Math.min(DB_ENGINES_PER_WORKER * (poolSize + maxOverflow), 2 * WORKER_THREADS + DB_ENGINES_PER_WORKER * poolSize);
+export function connectionsPerWorker(poolSize: number, maxOverflow: number, concurrency: number = WORKER_THREADS): number {
+    const inFlight = Math.min(concurrency, WORKER_THREADS);
+    return Math.min(DB_ENGINES_PER_WORKER * (poolSize + maxOverflow), 2 * inFlight + DB_ENGINES_PER_WORKER * poolSize);
+}
+
+/** The pool size a derived sizing keeps open per engine when the budget allows (MLflow's default). */
+export const DEFAULT_POOL_SIZE = 5;
+
+/** Pools of one worker and how many requests it may serve at once so that they never run dry. */
+export interface DerivedPools {
+    readonly poolSize: number;
+    readonly maxOverflow: number;
+    /** Requests one worker serves at once (the request bounds refuse more with a retried 503). */
+    readonly concurrency: number;
+    /** Connections one worker may hold: {@link connectionsPerWorker} of the above. */
+    readonly connectionsPerWorker: number;
+}
+
+/**
+ * Pools derived from the connection budget when the pool keys are not set: `perWorker` connections
+ * (PostgreSQL's allowance divided over every replica's workers) hold at most two per request in
+ * flight plus the pools kept open, so a worker serves `concurrency` requests at once with pool
+ * size + overflow of one more (never dry, see {@link SAFE_POOL_CAPACITY}). The full 40 requests
+ * with pools of 5 when the budget allows; otherwise pools of 1, which leave the most connections to
+ * requests in flight. Undefined when not even one request per worker fits.
+ */
+export function derivePools(perWorker: number, maxConcurrent: number): DerivedPools | undefined {
+    const wanted = Math.min(maxConcurrent, WORKER_THREADS);
+    const poolSize = Math.max(1, Math.min(DEFAULT_POOL_SIZE, Math.floor((perWorker - 2 * wanted) / DB_ENGINES_PER_WORKER)));
+    const concurrency = Math.min(wanted, Math.floor((perWorker - DB_ENGINES_PER_WORKER * poolSize) / 2));
+    if (concurrency < 1) {
+        return undefined;
+    }
+    const maxOverflow = Math.max(0, concurrency + 1 - poolSize);
+    return { poolSize, maxOverflow, concurrency, connectionsPerWorker: connectionsPerWorker(poolSize, maxOverflow, concurrency) };
 }
 
 /**
  * Connections the servers may open at most: every replica's workers. PostgreSQL must allow them, and
  * keep some for the migration Job, backups and an operator.
  */
-export function serverConnectionBudget(o: { replicas: number; workers: number; poolSize: number; maxOverflow: number }): number {
-    return o.replicas * o.workers * connectionsPerWorker(o.poolSize, o.maxOverflow);
+export function serverConnectionBudget(o: { replicas: number; workers: number; poolSize: number; maxOverflow: number; concurrency?: number }): number {
+    return o.replicas * o.workers * connectionsPerWorker(o.poolSize, o.maxOverflow, o.concurrency);
 }
 
 /** Connections of PostgreSQL kept for the migration Job, backups and an operator's psql. */

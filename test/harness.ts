@@ -475,6 +475,7 @@ export const VARIANT = Object.freeze({
     mlflowReplicas: 2,
     mlflowMaxReplicas: 3,
     // Room for three replicas' pools: 3 x 2 workers x 4 engines x (5 + 10), and PostgreSQL's memory for them.
+    mlflowDbPoolSize: 5,
     mlflowDbMaxOverflow: 10,
     postgresMaxConnections: 400,
     postgresMemoryLimit: "2Gi",

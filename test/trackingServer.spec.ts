@@ -225,6 +225,22 @@ describe("MlflowTrackingServer", () => {
             expect(parseQuantity(tmp.emptyDir.sizeLimit), "the upload limit's ceiling is the /tmp that spools it").to.equal(SERVER_TMP_BYTES);
         });
 
+        it("renders the pools derived for more replicas, and the requests per worker they serve", async () => {
+            for (const [replicas, pool, overflow, concurrent] of [[1, 5, 36, 64], [2, 1, 28, 28], [4, 1, 13, 13]] as const) {
+                const scaled = replicas === 1 ? run : await runProgram("minikube", { mlflowReplicas: replicas });
+                const c = scaled.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0];
+                const e = Object.fromEntries(c.env.map((x: any) => [x.name, x.value]));
+                expect([e.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE, e.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW, e.REQUEST_BOUNDS_MAX_CONCURRENT], `${replicas} replicas`)
+                    .to.deep.equal([String(pool), String(overflow), String(concurrent)]);
+                expect(flag(c.args, "--uvicorn-opts")).to.equal(`--timeout-keep-alive 75 --limit-concurrency ${4 * concurrent}`);
+                expect(scaled.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.replicas).to.equal(replicas);
+            }
+            const autoscaled = await runProgram("minikube", { mlflowMaxReplicas: 3 });
+            const e = Object.fromEntries(autoscaled.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0].env.map((x: any) => [x.name, x.value]));
+            expect([e.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE, e.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW, e.REQUEST_BOUNDS_MAX_CONCURRENT], "sized for the autoscaler's maximum").to.deep.equal(["1", "18", "18"]);
+            expect(autoscaled.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", /^mlflow-hpa$/).inputs.spec.maxReplicas).to.equal(3);
+        });
+
         it("follows the config keys, and rolls the pods when they change", async () => {
             const changed = await runProgram("minikube", {
                 mlflowMaxRequestBodySize: "1Mi", mlflowMaxUploadSize: "512Mi", mlflowRequestBodyBudget: "1Mi",
