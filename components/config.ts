@@ -81,12 +81,18 @@ export interface ServedModel {
     readonly resources: Resources;
     /** An image with the model's libraries; undefined: the tracking server's MLflow image. */
     readonly image?: string;
+    /** Largest `/invocations` body, in bytes (`maxRequestBodySize`): 413 beyond, before it is read. */
+    readonly maxRequestBodyBytes: number;
 }
 
 /** What an entry of `servedModels` may leave out. */
 export const SERVED_MODEL_DEFAULTS = Object.freeze({
     minReplicas: 1, maxReplicas: 0, workers: 1, cpuRequest: "250m", cpuLimit: "1", memoryRequest: "512Mi", memoryLimit: "1Gi",
+    maxRequestBodySize: "16Mi",
 });
+
+/** Range of a served model's `maxRequestBodySize`. */
+export const SCORING_BODY_RANGE = Object.freeze({ min: 64 * 2 ** 10, max: 2 ** 30 });
 
 /** Gateway API's Duration (GEP-2257), as HTTPRoute timeouts take it. */
 const GATEWAY_DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
@@ -767,11 +773,11 @@ export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "ingressAnnot
 export const STRUCTURED_MAP_KEYS: readonly string[] = ["ingressAnnotations", "serviceMonitorLabels", "imageMirrors", "nodeSelector", "podAnnotations", "podLabels"];
 
 const MODEL_URI = /^models:\/([A-Za-z0-9][A-Za-z0-9._ -]{0,199})(?:@([A-Za-z0-9_-]{1,255})|\/([1-9][0-9]{0,9}))$/;
-const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image"];
+const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image", "maxRequestBodySize"];
 
 /**
  * `servedModels`: a list of `{ name, model, minReplicas?, maxReplicas?, workers?, cpuRequest?,
- * cpuLimit?, memoryRequest?, memoryLimit?, image? }`, each problem named by its entry.
+ * cpuLimit?, memoryRequest?, memoryLimit?, image?, maxRequestBodySize? }`, each problem named by its entry.
  */
 export function parseServedModels(value: string | undefined, fail: (key: string, value: unknown, allowed: string) => void): ServedModel[] {
     if (value === undefined || value === "") {
@@ -849,6 +855,13 @@ export function parseServedModels(value: string | undefined, fail: (key: string,
         if (workers > cores) {
             fail(`${label}.workers`, workers, `at most ${cores}, the cores of its cpuLimit (${resources.cpuLimit})`);
         }
+        const bodySize = entry.maxRequestBodySize ?? SERVED_MODEL_DEFAULTS.maxRequestBodySize;
+        let maxRequestBodyBytes = 0;
+        if (typeof bodySize !== "string" || !QUANTITY.test(bodySize) || parseQuantity(bodySize) < SCORING_BODY_RANGE.min || parseQuantity(bodySize) > SCORING_BODY_RANGE.max) {
+            fail(`${label}.maxRequestBodySize`, bodySize, "a Kubernetes quantity from 64Ki to 1Gi, such as 16Mi: the largest /invocations body a worker reads (413 beyond, before it is read); its memoryLimit must hold twice that about 16 times over, beside the model");
+        } else {
+            maxRequestBodyBytes = Math.floor(parseQuantity(bodySize));
+        }
         const image = entry.image;
         if (image !== undefined && (typeof image !== "string" || !isPinnedImage(image))) {
             fail(`${label}.image`, image, "an image pinned to an exact version tag or a digest, such as registry.example.com/models/iris:1.4.2");
@@ -857,7 +870,7 @@ export function parseServedModels(value: string | undefined, fail: (key: string,
             out.push({
                 name, modelUri: entry.model, registeredModel: m[1]!,
                 reference: m[2] !== undefined ? { alias: m[2] } : { version: Number(m[3]) },
-                minReplicas, maxReplicas, workers, resources, image,
+                minReplicas, maxReplicas, workers, resources, image, maxRequestBodyBytes,
             });
         }
     });

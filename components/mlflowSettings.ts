@@ -3,6 +3,7 @@
  * database URIs, the allowed Host headers and the basic-auth configuration file. The unit
  * tests check them and the contract tests run exactly what they produce.
  */
+import * as path from "path";
 
 /** Port the server listens on inside the pod. */
 export const CONTAINER_PORT = 5000;
@@ -93,6 +94,17 @@ export const BOUNDED_APP_NAME = "bounded-basic-auth";
 export const REQUEST_BOUNDS_DIR = "/opt/mlflow/request-bounds";
 /** The plugin's distribution directory inside it: where `importlib.metadata` finds the entry point. */
 export const REQUEST_BOUNDS_DIST_INFO = "mlflow_k8s_request_bounds-1.0.dist-info";
+/**
+ * The request bounds plugin (an `mlflow.app` entry point and its module; the model servers use its
+ * module only), in a ConfigMap mounted on PYTHONPATH: its distribution metadata under the dist-info
+ * directory `importlib.metadata` looks for, the module beside it.
+ */
+export const REQUEST_BOUNDS_SOURCE_DIR = path.join(__dirname, "request-bounds");
+export const REQUEST_BOUNDS_ITEMS: ReadonlyArray<{ key: string; path: string }> = [
+    { key: "request_bounds.py", path: "request_bounds.py" },
+    { key: "METADATA", path: `${REQUEST_BOUNDS_DIST_INFO}/METADATA` },
+    { key: "entry_points.txt", path: `${REQUEST_BOUNDS_DIST_INFO}/entry_points.txt` },
+];
 
 /**
  * The request bounds of each server worker (components/request-bounds/request_bounds.py), each from

@@ -5,7 +5,7 @@ import * as random from "@pulumi/random";
 import type { DefaultPermission, Resources } from "./config";
 import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
-    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, REQUEST_BOUNDS_DIR, REQUEST_BOUNDS_DIST_INFO,
+    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, REQUEST_BOUNDS_DIR, REQUEST_BOUNDS_ITEMS, REQUEST_BOUNDS_SOURCE_DIR,
     RequestLimits, SERVICE_NAME, SERVICE_PORT, allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, requestBoundsEnv, serverArgs,
 } from "./mlflowSettings";
 import { SERVER_TMP_BYTES } from "./sizing";
@@ -69,17 +69,7 @@ const SCRIPTS_MOUNT = "/opt/mlflow/server";
  */
 export const METRICS_EXPORTER_DIR = path.join(__dirname, "metrics-exporter");
 const EXPORTER_MOUNT = "/opt/mlflow/metrics";
-/**
- * The request bounds plugin (an `mlflow.app` entry point and its module), in a ConfigMap of its own
- * mounted on the server's PYTHONPATH: its distribution metadata under the dist-info directory
- * `importlib.metadata` looks for, the module beside it.
- */
-export const REQUEST_BOUNDS_SOURCE_DIR = path.join(__dirname, "request-bounds");
-const REQUEST_BOUNDS_ITEMS = [
-    { key: "request_bounds.py", path: "request_bounds.py" },
-    { key: "METADATA", path: `${REQUEST_BOUNDS_DIST_INFO}/METADATA` },
-    { key: "entry_points.txt", path: `${REQUEST_BOUNDS_DIST_INFO}/entry_points.txt` },
-];
+export { REQUEST_BOUNDS_SOURCE_DIR } from "./mlflowSettings";
 /** ServiceAccount of the server's pods: the server identity's role admits it. */
 export const SERVER_SERVICE_ACCOUNT = "mlflow-tracking-server";
 
@@ -530,7 +520,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
                             emptyDir("metrics", METRICS_DIR_SIZE),
                             { name: "metrics-exporter", configMap: { name: exporterScript.metadata.name, defaultMode: 0o444 } },
-                            { name: "request-bounds", configMap: { name: requestBounds.metadata.name, defaultMode: 0o444, items: REQUEST_BOUNDS_ITEMS } },
+                            { name: "request-bounds", configMap: { name: requestBounds.metadata.name, defaultMode: 0o444, items: [...REQUEST_BOUNDS_ITEMS] } },
                             ...databaseCaVolumes(args.database),
                         ],
                     },

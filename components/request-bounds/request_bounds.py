@@ -77,12 +77,24 @@ class Limits:
 
 # The stack config keys behind the settings, so that a refusal tells the operator what to raise.
 KEYS = {
-    "body": "mlflowMaxRequestBodySize",
-    "upload": "mlflowMaxUploadSize",
-    "budget": "mlflowRequestBodyBudget",
-    "concurrent": "mlflowMaxConcurrentRequests",
-    "timeout": "mlflowRequestBodyTimeoutSeconds",
+    "body": "stack config mlflowMaxRequestBodySize",
+    "upload": "stack config mlflowMaxUploadSize",
+    "budget": "stack config mlflowRequestBodyBudget",
+    "concurrent": "stack config mlflowMaxConcurrentRequests",
+    "timeout": "stack config mlflowRequestBodyTimeoutSeconds",
 }
+
+
+def scoring_keys(model: str) -> dict[str, str]:
+    """What a served model's refusals name: its own entry of the stack's servedModels."""
+    entry = f"stack config servedModels ({model})"
+    return {
+        "body": f"{entry}.maxRequestBodySize",
+        "upload": f"{entry}.maxRequestBodySize",
+        "budget": f"{entry}.maxRequestBodySize, which the budget of large bodies is twice",
+        "concurrent": f"{entry}.workers or maxReplicas: each worker serves a fixed number at once",
+        "timeout": "the model server's fixed body timeout",
+    }
 
 
 def _mib(n: int) -> str:
@@ -139,12 +151,13 @@ async def answer(send, refusal: Refusal, receive=None) -> None:
 class RequestBounds:
     """ASGI middleware bounding each request's body, the worker's large bodies and its concurrency."""
 
-    def __init__(self, app, limits: Limits):
+    def __init__(self, app, limits: Limits, keys: dict[str, str] = KEYS, health: tuple[str, ...] = ("/health",)):
         self.app = app
         self.limits = limits
+        self.keys = keys
         self.in_flight = 0
         self.budget_used = 0
-        self.health = f"{limits.static_prefix}/health"
+        self.health = {f"{limits.static_prefix}{h}" for h in health}
 
     def route(self, scope) -> tuple[str, int]:
         """The route class of a request (``upload`` or ``body``) and its body limit."""
@@ -166,15 +179,18 @@ class RequestBounds:
         return Refusal(
             413, "RESOURCE_EXHAUSTED",
             f"Request body of {size} exceeds the {_mib(limit)} allowed for {what}{hint}, or raise the "
-            f"server's limit (stack config {KEYS[route]}).",
+            f"server's limit ({self.keys[route]}).",
         )
 
     def admit(self, scope) -> tuple[Refusal | None, str, int, int, bool]:
         """Checks the headers: a refusal or None, the route class, its limit, the budget to reserve,
         and whether a refused body may be drained."""
         route, limit = self.route(scope)
-        lengths = [v for k, v in scope.get("headers", []) if k == b"content-length"]
-        declared = None
+        headers = scope.get("headers", [])
+        lengths = [v for k, v in headers if k == b"content-length"]
+        # HTTP/1.1: without a Content-Length, only a chunked request has a body.
+        chunked = any(k == b"transfer-encoding" and b"chunked" in v.lower() for k, v in headers)
+        declared = None if chunked or lengths else 0
         if lengths:
             try:
                 values = {int(v) for v in lengths}
@@ -188,8 +204,8 @@ class RequestBounds:
         if self.in_flight >= self.limits.max_concurrent:
             return Refusal(
                 503, "TEMPORARILY_UNAVAILABLE",
-                f"This server worker is serving {self.in_flight} requests, its limit (stack config "
-                f"{KEYS['concurrent']}); retry shortly.", retry=True,
+                f"This server worker is serving {self.in_flight} requests, its limit "
+                f"({self.keys['concurrent']}); retry shortly.", retry=True,
             ), route, limit, 0, True
         # Large API bodies are buffered and parsed whole: they reserve their size in the budget. A
         # chunked body reserves the most it may grow to. Uploads stream to disk and reserve nothing.
@@ -201,12 +217,12 @@ class RequestBounds:
             return Refusal(
                 503, "TEMPORARILY_UNAVAILABLE",
                 f"This server worker is already reading {_mib(self.budget_used)} of large request bodies, "
-                f"its budget (stack config {KEYS['budget']}); retry shortly.", retry=True,
+                f"its budget ({self.keys['budget']}); retry shortly.", retry=True,
             ), route, limit, 0, True
         return None, route, limit, reserve, False
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path") == self.health:
+        if scope["type"] != "http" or scope.get("path") in self.health:
             return await self.app(scope, receive, send)
         refusal, route, limit, reserve, drain = self.admit(scope)
         if refusal is not None:
@@ -240,7 +256,7 @@ class RequestBounds:
                 refused = Refusal(
                     408, "DEADLINE_EXCEEDED",
                     f"The request body did not arrive within {timeout:g} s{' of its last bytes' if route == 'upload' else ''} "
-                    f"(stack config {KEYS['timeout']}); "
+                    f"({self.keys['timeout']}); "
                     "send it faster or in smaller requests.", retry=True,
                 )
                 raise refused from None
@@ -301,3 +317,17 @@ def create_app():
         limits.max_concurrent, limits.body_timeout_seconds,
     )
     return RequestBounds(app, limits)
+
+
+def create_scoring_app():
+    """A served model's factory (``uvicorn --factory request_bounds:create_scoring_app``): MLflow's
+    scoring app (which loads the model from ``__pyfunc_model_path__``), bounded; ``/ping`` and
+    ``/health`` are its probes."""
+    limits = Limits.from_env()
+    from mlflow.pyfunc.scoring_server.app import app
+
+    _logger.info(
+        "request bounds: bodies %s, large-body budget %s, %d concurrent requests, body timeout %g s",
+        _mib(limits.max_body_bytes), _mib(limits.body_budget_bytes), limits.max_concurrent, limits.body_timeout_seconds,
+    )
+    return RequestBounds(app, limits, scoring_keys(os.environ.get("REQUEST_BOUNDS_MODEL_NAME", "this model")), ("/ping", "/health"))

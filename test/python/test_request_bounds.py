@@ -14,7 +14,7 @@ LIMITS = rb.Limits(max_body_bytes=1000, max_upload_bytes=5000, body_budget_bytes
 
 
 def scope(method="POST", path="/api/2.0/mlflow/runs/log-batch", length=None):
-    headers = [] if length is None else [(b"content-length", str(length).encode())]
+    headers = [(b"transfer-encoding", b"chunked")] if length is None else [(b"content-length", str(length).encode())]
     return {"type": "http", "method": method, "path": path, "headers": headers}
 
 
@@ -149,12 +149,50 @@ class RequestBoundsTest(unittest.TestCase):
         run(rb.RequestBounds(failing, LIMITS)(scope("GET", "/api/2.0/mlflow/experiments/search", None), c.receive, c.send))
         self.assertEqual((c.status, c.json["error_code"]), (500, "INTERNAL_ERROR"))
 
+    def test_requests_without_a_body_reserve_nothing(self):
+        async def scenario():
+            gate = asyncio.Event()
+
+            async def waiting_app(scope, receive, send):
+                await gate.wait()
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"{}"})
+
+            bounds = rb.RequestBounds(waiting_app, LIMITS)
+            get = {"type": "http", "method": "GET", "path": "/api/2.0/mlflow/experiments/search", "headers": []}
+            first, second = Client([]), Client([])
+            task = asyncio.create_task(bounds(get, first.receive, first.send))
+            await asyncio.sleep(0.01)
+            used = bounds.budget_used
+            gate.set()
+            await asyncio.gather(task, bounds(get, second.receive, second.send))
+            return used, first, second
+
+        # A limit above the small-body threshold, as the rendered 2 MiB is above 64 KiB.
+        rb.SMALL_BODY_BYTES, saved = 100, rb.SMALL_BODY_BYTES
+        try:
+            used, first, second = run(scenario())
+        finally:
+            rb.SMALL_BODY_BYTES = saved
+        self.assertEqual((used, first.status, second.status), (0, 200, 200))
+
     def test_health_is_never_refused(self):
         bounds = rb.RequestBounds(reading_app, LIMITS)
         bounds.in_flight = LIMITS.max_concurrent
         c = Client([b""])
         run(bounds({"type": "http", "method": "GET", "path": "/health", "headers": []}, c.receive, c.send))
         self.assertEqual(c.status, 200)
+
+    def test_a_served_model_names_its_own_entry_and_its_probes_are_exempt(self):
+        bounds = rb.RequestBounds(reading_app, LIMITS, rb.scoring_keys("iris"), ("/ping", "/health"))
+        c = Client([])
+        run(bounds(scope("POST", "/invocations", 5000), c.receive, c.send))
+        self.assertEqual(c.status, 413)
+        self.assertIn("servedModels (iris).maxRequestBodySize", c.json["message"])
+        bounds.in_flight = LIMITS.max_concurrent
+        ping = Client([b""])
+        run(bounds({"type": "http", "method": "GET", "path": "/ping", "headers": []}, ping.receive, ping.send))
+        self.assertEqual(ping.status, 200)
 
     def test_settings_are_required_and_consistent(self):
         env = {"REQUEST_BOUNDS_MAX_BODY_BYTES": "1000", "REQUEST_BOUNDS_MAX_UPLOAD_BYTES": "5000", "REQUEST_BOUNDS_BODY_BUDGET_BYTES": "1000",
