@@ -276,4 +276,44 @@ describe("contract: request bounds keep hostile requests from taking the server 
         console.log(`      wall time of the same load, bounded / plain: x${ratio.toFixed(2)} (${bounded.map((x) => x.toFixed(1)).join(", ")} s vs ${unbounded.map((x) => x.toFixed(1)).join(", ")} s)`);
         expect(ratio, "the bounds cost at most a tenth of log_batch's time").to.be.at.most(1.1);
     });
+
+    it("answers in MLflow's JSON error shape, never Flask's HTML page, while PostgreSQL goes away under load, and serves again once it is back", async function () {
+        const target = { port: p.server.port, host: `127.0.0.1:${p.server.port}`, auth: admin() };
+        const { runIds } = await createRuns(target, "bounds-postgres-down", 8);
+        const answers: Array<{ status: number; body: string }> = [];
+        let stop = false;
+        const clients = runIds.map(async (id, c) => {
+            for (let b = 0; !stop; b++) {
+                const r = await call(target, "POST", LOG_BATCH, undefined, { body: logBatchBody(id, b, 20, 5), timeoutMs: 60000 });
+                answers.push({ status: r.status, body: r.body.toString() });
+                if (r.status !== 200) {
+                    await new Promise((res) => setTimeout(res, 50 * (c + 1)));
+                }
+            }
+        });
+        await new Promise((res) => setTimeout(res, 3000));
+        await phase("PostgreSQL stopped under 8 clients logging", () => p.stopPostgres());
+        await new Promise((res) => setTimeout(res, 5000));
+        stop = true;
+        await Promise.all(clients);
+        const failed = answers.filter((a) => a.status !== 200);
+        const code = (a: { body: string }): string => { try { return JSON.parse(a.body).error_code; } catch { return "not JSON"; } };
+        const byStatus = failed.reduce<Record<string, number>>((c, a) => ({ ...c, [`${a.status} ${code(a)}`]: (c[`${a.status} ${code(a)}`] ?? 0) + 1 }), {});
+        console.log(`      ${answers.length} log_batch calls, ${answers.length - failed.length} answered 200; the others by status and code ${JSON.stringify(byStatus)}`);
+        for (const a of failed.filter((x) => x.status === 500).slice(0, 2)) {
+            console.log(`      a 500: ${a.body.slice(0, 300)}`);
+        }
+        expect(failed.length, "some calls met PostgreSQL gone").to.be.greaterThan(0);
+        for (const a of failed) {
+            expect(a.body, `${a.status}: not Flask's HTML page`).to.not.match(/<html|<!doctype/i);
+            expect(JSON.parse(a.body).error_code, `${a.status} ${a.body.slice(0, 200)}`).to.be.a("string");
+        }
+        await phase("PostgreSQL back, the server's pods restarted on its new address", async () => {
+            await p.startPostgres();
+            await p.stopServers();
+            await p.startServers();
+        });
+        const after = await call({ ...target, port: p.server.port, host: `127.0.0.1:${p.server.port}` }, "POST", LOG_BATCH, undefined, { body: logBatchBody(runIds[0]!, 999, 5, 1) });
+        expect(after.status, after.body.toString()).to.equal(200);
+    });
 });
