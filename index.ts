@@ -134,6 +134,7 @@ const server = new MlflowTrackingServer("mlflow", {
     maxReplicas: config.mlflow.maxReplicas,
     workers: config.mlflow.workers,
     dbPool: { size: config.mlflow.dbPoolSize, maxOverflow: config.mlflow.dbMaxOverflow },
+    requestLimits: config.mlflow.requestLimits,
     resources: config.mlflow.resources,
     adminUsername: config.mlflow.adminUsername,
     defaultPermission: config.mlflow.defaultPermission,

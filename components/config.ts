@@ -10,9 +10,10 @@ import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 // The same rule the policy pack holds every container to.
 import { isPinnedImage } from "../policy/checks/podSecurity";
+import type { RequestLimits } from "./mlflowSettings";
 import { ANNOTATION_KEY_RULE, type PodOverrides, isQualifiedName, parseLabelMap, parsePodOverrides, stringMap, structuredValue } from "./podOverrides";
 import {
-    DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, connectionsPerWorker, minimumPostgresMemoryLimitMiB,
+    BODY_MEMORY_FACTOR, DB_ENGINES_PER_WORKER, MEMORY_HEADROOM, SERVER_TMP_BYTES, POSTGRES_MEMORY_MIB, RESERVED_CONNECTIONS, WORKER_THREADS, connectionsPerWorker, derivePools, minimumPostgresMemoryLimitMiB,
     minimumServerMemoryLimitMiB, serverConnectionBudget, serverMemoryMiB,
 } from "./sizing";
 
@@ -80,12 +81,18 @@ export interface ServedModel {
     readonly resources: Resources;
     /** An image with the model's libraries; undefined: the tracking server's MLflow image. */
     readonly image?: string;
+    /** Largest `/invocations` body, in bytes (`maxRequestBodySize`): 413 beyond, before it is read. */
+    readonly maxRequestBodyBytes: number;
 }
 
 /** What an entry of `servedModels` may leave out. */
 export const SERVED_MODEL_DEFAULTS = Object.freeze({
     minReplicas: 1, maxReplicas: 0, workers: 1, cpuRequest: "250m", cpuLimit: "1", memoryRequest: "512Mi", memoryLimit: "1Gi",
+    maxRequestBodySize: "16Mi",
 });
+
+/** Range of a served model's `maxRequestBodySize`. */
+export const SCORING_BODY_RANGE = Object.freeze({ min: 64 * 2 ** 10, max: 2 ** 30 });
 
 /** Gateway API's Duration (GEP-2257), as HTTPRoute timeouts take it. */
 const GATEWAY_DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
@@ -188,6 +195,8 @@ export interface StackConfig {
         readonly workers: number;
         readonly dbPoolSize: number;
         readonly dbMaxOverflow: number;
+        /** What one worker admits (`mlflowMaxRequestBodySize` and the other request bound keys). */
+        readonly requestLimits: RequestLimits;
         readonly resources: Resources;
         readonly adminUsername: string;
         readonly defaultPermission: DefaultPermission;
@@ -486,9 +495,16 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         fail("mlflowMaxReplicas", maxReplicas, `0 (no autoscaling) or at least ${PROJECT}:mlflowReplicas (${replicas})`);
     }
     const workers = integer("mlflowWorkers", 1, 32);
-    const dbPoolSize = integer("mlflowDbPoolSize", 1, 100);
-    const dbMaxOverflow = integer("mlflowDbMaxOverflow", 0, 100);
+    // 0 and -1 (the defaults): derived from the connection budget, below.
+    let dbPoolSize = integer("mlflowDbPoolSize", 0, 100);
+    let dbMaxOverflow = integer("mlflowDbMaxOverflow", -1, 100);
+    const derivedPools = dbPoolSize === 0 && dbMaxOverflow === -1;
+    if (!derivedPools && (dbPoolSize === 0 || dbMaxOverflow === -1)) {
+        const [key, value, other] = dbPoolSize === 0 ? ["mlflowDbPoolSize", dbPoolSize, "mlflowDbMaxOverflow"] : ["mlflowDbMaxOverflow", dbMaxOverflow, "mlflowDbPoolSize"];
+        fail(key, value, `set as well, since ${PROJECT}:${other} is set (or leave both unset: pools derived from the connection budget)`);
+    }
     const mlflowResources = resources("mlflow");
+    let requestLimits = parseRequestLimits({ string, integer, fail });
     const adminUsername = string("mlflowAdminUsername", "a user name of letters, digits, '.', '_' or '-', starting with a letter, at most 64 characters",
         (v) => USERNAME.test(v));
     const defaultPermission = oneOf("mlflowDefaultPermission", DEFAULT_PERMISSIONS);
@@ -587,14 +603,34 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         // Every worker of every replica holds one pool per SQLAlchemy engine; together they must fit
         // under max_connections, keeping room for the migration Job, backups and an operator.
         const peakReplicas = Math.max(replicas, maxReplicas);
-        const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow });
         const [limitKey, limit] = database.mode === "external"
             ? ["databaseMaxConnections", database.maxConnections] : ["postgresMaxConnections", maxConnections];
-        if (budget > limit - RESERVED_CONNECTIONS) {
-            fail("mlflowDbPoolSize", dbPoolSize,
-                `replicas (${peakReplicas}) x workers (${workers}) x ${connectionsPerWorker(dbPoolSize, dbMaxOverflow)} connections per worker ` +
-                `(${DB_ENGINES_PER_WORKER} engines of pool ${dbPoolSize} + overflow ${dbMaxOverflow}, at most 2 per request in flight) = ${budget} ` +
-                `exceeds ${PROJECT}:${limitKey} (${limit}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections`);
+        const allowance = limit - RESERVED_CONNECTIONS;
+        if (derivedPools) {
+            // The pools every worker can have within the budget, and the requests it may then serve at once.
+            const pools = derivePools(Math.floor(allowance / (peakReplicas * workers)), requestLimits.maxConcurrentRequests);
+            if (pools === undefined) {
+                fail(limitKey, limit,
+                    `at least ${RESERVED_CONNECTIONS + peakReplicas * workers * (DB_ENGINES_PER_WORKER + 2)} for replicas (${peakReplicas}) x workers (${workers}): ` +
+                    `each worker needs a pool of 1 per engine (${DB_ENGINES_PER_WORKER}) and 2 connections for one request, plus ${RESERVED_CONNECTIONS} reserved; ` +
+                    `raise max connections or lower ${PROJECT}:mlflowReplicas, mlflowMaxReplicas or mlflowWorkers`);
+            } else {
+                dbPoolSize = pools.poolSize;
+                dbMaxOverflow = pools.maxOverflow;
+                // Beyond the worker's threads, requests wait without a connection: the limit drops only below them.
+                if (pools.concurrency < WORKER_THREADS) {
+                    requestLimits = { ...requestLimits, maxConcurrentRequests: Math.min(requestLimits.maxConcurrentRequests, pools.concurrency) };
+                }
+            }
+        } else {
+            const budget = serverConnectionBudget({ replicas: peakReplicas, workers, poolSize: dbPoolSize, maxOverflow: dbMaxOverflow, concurrency: requestLimits.maxConcurrentRequests });
+            if (budget > allowance) {
+                fail("mlflowDbPoolSize", dbPoolSize,
+                    `replicas (${peakReplicas}) x workers (${workers}) x ${connectionsPerWorker(dbPoolSize, dbMaxOverflow, requestLimits.maxConcurrentRequests)} connections per worker ` +
+                    `(${DB_ENGINES_PER_WORKER} engines of pool ${dbPoolSize} + overflow ${dbMaxOverflow}, at most 2 per request in flight) = ${budget} ` +
+                    `exceeds ${PROJECT}:${limitKey} (${limit}) minus ${RESERVED_CONNECTIONS} reserved; lower the pool or raise max connections, ` +
+                    `or leave mlflowDbPoolSize and mlflowDbMaxOverflow unset to derive them from the budget`);
+            }
         }
         const postgresMinimum = minimumPostgresMemoryLimitMiB(maxConnections);
         if (database.mode === "inCluster" && parseQuantity(postgresResources.memoryLimit) < postgresMinimum * 2 ** 20) {
@@ -607,10 +643,13 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         if (workers > cores) {
             fail("mlflowWorkers", workers, `at most ${cores}, the cores of ${PROJECT}:mlflowCpuLimit (${mlflowResources.cpuLimit}); raise the CPU limit for more workers`);
         }
-        const minimum = minimumServerMemoryLimitMiB(workers);
+        const budget_ = requestLimits.bodyBudgetBytes;
+        const minimum = minimumServerMemoryLimitMiB(workers, budget_);
         if (parseQuantity(mlflowResources.memoryLimit) < minimum * 2 ** 20) {
             fail("mlflowMemoryLimit", mlflowResources.memoryLimit,
-                `at least ${minimum}Mi for ${workers} worker(s): measured peak ${serverMemoryMiB(workers).peak}Mi plus ${MEMORY_HEADROOM * 100}% headroom (components/sizing.ts)`);
+                `at least ${minimum}Mi for ${workers} worker(s) each reading up to ${PROJECT}:mlflowRequestBodyBudget (${mib(budget_)}) of large bodies at once: ` +
+                `measured peak ${serverMemoryMiB(workers, budget_).peak}Mi (${BODY_MEMORY_FACTOR}x the budget per worker included) plus ${MEMORY_HEADROOM * 100}% headroom ` +
+                `(components/sizing.ts); raise the limit or lower mlflowRequestBodyBudget or mlflowWorkers`);
         }
     }
 
@@ -630,7 +669,7 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         servedModels,
         postgres: { storageSize, storageClass, volumeRetention, maxConnections, resources: postgresResources },
         mlflow: {
-            replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, resources: mlflowResources,
+            replicas, maxReplicas, workers, dbPoolSize, dbMaxOverflow, requestLimits, resources: mlflowResources,
             adminUsername, defaultPermission, authCacheTtlSeconds,
             ingress: ingressHost === undefined || gatewayName !== undefined ? undefined
                 : { host: ingressHost, className: ingressClassName, tlsSecretName, annotations: ingressAnnotations },
@@ -648,6 +687,50 @@ export function parseConfig(read: ConfigReader, isSecret: (key: string) => boole
         pods,
         network: { ingressControllerNamespace, sourceRanges, nodeLocalDnsAddress, apiServer: { cidrs: apiServerCidrs, port: apiServerPort } },
     });
+}
+
+/** Bytes as the shortest of KiB or MiB, for messages. */
+function mib(bytes: number): string {
+    return bytes % 2 ** 20 === 0 ? `${bytes / 2 ** 20}Mi` : `${bytes / 2 ** 10}Ki`;
+}
+
+/** Ranges of the request bound keys. */
+export const REQUEST_LIMIT_RANGES = Object.freeze({
+    maxBodyBytes: { min: 64 * 2 ** 10, max: 256 * 2 ** 20 },
+    maxUploadBytes: { min: 2 ** 20, max: SERVER_TMP_BYTES },
+    bodyBudgetBytes: { max: 2 ** 30 },
+    maxConcurrentRequests: { min: 1, max: 1000 },
+    bodyTimeoutSeconds: { min: 1, max: 3600 },
+});
+
+/**
+ * The request bounds of each server worker (components/request-bounds): sizes as Kubernetes
+ * quantities, checked against their ranges and each other.
+ */
+function parseRequestLimits(p: {
+    string: (key: string, allowed: string, valid: (v: string) => boolean) => string;
+    integer: (key: string, min: number, max: number) => number;
+    fail: (key: string, value: unknown, allowed: string) => void;
+}): RequestLimits {
+    const r = REQUEST_LIMIT_RANGES;
+    const size = (key: string, min: number, max: number, what: string): number => {
+        const v = p.string(key, `a Kubernetes quantity from ${mib(min)} to ${mib(max)}, such as ${mib(Math.max(min, 2 ** 21))}: ${what}`,
+            (x) => QUANTITY.test(x) && parseQuantity(x) >= min && parseQuantity(x) <= max);
+        return QUANTITY.test(v) ? Math.floor(parseQuantity(v)) : 0;
+    };
+    const maxBodyBytes = size("mlflowMaxRequestBodySize", r.maxBodyBytes.min, r.maxBodyBytes.max,
+        "the largest API request body a worker reads (413 beyond, before it is read)");
+    const maxUploadBytes = size("mlflowMaxUploadSize", r.maxUploadBytes.min, r.maxUploadBytes.max,
+        "the largest artifact upload through the server (413 beyond), at most the server's /tmp that spools it");
+    const bodyBudgetBytes = size("mlflowRequestBodyBudget", r.maxBodyBytes.min, r.bodyBudgetBytes.max,
+        "bytes of large API bodies one worker reads at once (503, retried, beyond)");
+    if (maxBodyBytes > 0 && bodyBudgetBytes > 0 && bodyBudgetBytes < maxBodyBytes) {
+        p.fail("mlflowRequestBodyBudget", mib(bodyBudgetBytes),
+            `at least ${PROJECT}:mlflowMaxRequestBodySize (${mib(maxBodyBytes)}): a body the budget cannot hold would never be served`);
+    }
+    const maxConcurrentRequests = p.integer("mlflowMaxConcurrentRequests", r.maxConcurrentRequests.min, r.maxConcurrentRequests.max);
+    const bodyTimeoutSeconds = p.integer("mlflowRequestBodyTimeoutSeconds", r.bodyTimeoutSeconds.min, r.bodyTimeoutSeconds.max);
+    return { maxBodyBytes, maxUploadBytes, bodyBudgetBytes, maxConcurrentRequests, bodyTimeoutSeconds };
 }
 
 /**
@@ -706,11 +789,11 @@ export const STRUCTURED_KEYS: readonly string[] = ["servedModels", "ingressAnnot
 export const STRUCTURED_MAP_KEYS: readonly string[] = ["ingressAnnotations", "serviceMonitorLabels", "imageMirrors", "nodeSelector", "podAnnotations", "podLabels"];
 
 const MODEL_URI = /^models:\/([A-Za-z0-9][A-Za-z0-9._ -]{0,199})(?:@([A-Za-z0-9_-]{1,255})|\/([1-9][0-9]{0,9}))$/;
-const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image"];
+const SERVED_MODEL_FIELDS = ["name", "model", "minReplicas", "maxReplicas", "workers", "cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "image", "maxRequestBodySize"];
 
 /**
  * `servedModels`: a list of `{ name, model, minReplicas?, maxReplicas?, workers?, cpuRequest?,
- * cpuLimit?, memoryRequest?, memoryLimit?, image? }`, each problem named by its entry.
+ * cpuLimit?, memoryRequest?, memoryLimit?, image?, maxRequestBodySize? }`, each problem named by its entry.
  */
 export function parseServedModels(value: string | undefined, fail: (key: string, value: unknown, allowed: string) => void): ServedModel[] {
     if (value === undefined || value === "") {
@@ -788,6 +871,13 @@ export function parseServedModels(value: string | undefined, fail: (key: string,
         if (workers > cores) {
             fail(`${label}.workers`, workers, `at most ${cores}, the cores of its cpuLimit (${resources.cpuLimit})`);
         }
+        const bodySize = entry.maxRequestBodySize ?? SERVED_MODEL_DEFAULTS.maxRequestBodySize;
+        let maxRequestBodyBytes = 0;
+        if (typeof bodySize !== "string" || !QUANTITY.test(bodySize) || parseQuantity(bodySize) < SCORING_BODY_RANGE.min || parseQuantity(bodySize) > SCORING_BODY_RANGE.max) {
+            fail(`${label}.maxRequestBodySize`, bodySize, "a Kubernetes quantity from 64Ki to 1Gi, such as 16Mi: the largest /invocations body a worker reads (413 beyond, before it is read); its memoryLimit must hold twice that about 16 times over, beside the model");
+        } else {
+            maxRequestBodyBytes = Math.floor(parseQuantity(bodySize));
+        }
         const image = entry.image;
         if (image !== undefined && (typeof image !== "string" || !isPinnedImage(image))) {
             fail(`${label}.image`, image, "an image pinned to an exact version tag or a digest, such as registry.example.com/models/iris:1.4.2");
@@ -796,7 +886,7 @@ export function parseServedModels(value: string | undefined, fail: (key: string,
             out.push({
                 name, modelUri: entry.model, registeredModel: m[1]!,
                 reference: m[2] !== undefined ? { alias: m[2] } : { version: Number(m[3]) },
-                minReplicas, maxReplicas, workers, resources, image,
+                minReplicas, maxReplicas, workers, resources, image, maxRequestBodyBytes,
             });
         }
     });

@@ -3,6 +3,7 @@
  * database URIs, the allowed Host headers and the basic-auth configuration file. The unit
  * tests check them and the contract tests run exactly what they produce.
  */
+import * as path from "path";
 
 /** Port the server listens on inside the pod. */
 export const CONTAINER_PORT = 5000;
@@ -83,6 +84,63 @@ export function corsAllowedOrigins(ingress: { host: string; tls: boolean } | und
     return [...new Set([...origins, ...extra])];
 }
 
+/**
+ * The `mlflow.app` plugin the server runs (components/request-bounds): MLflow's basic-auth app
+ * behind the request bounds. Its own name, not `basic-auth`: a pod without the plugin then fails to
+ * start naming it, instead of serving unbounded.
+ */
+export const BOUNDED_APP_NAME = "bounded-basic-auth";
+/** Where the request bounds plugin is mounted; on the server's PYTHONPATH. */
+export const REQUEST_BOUNDS_DIR = "/opt/mlflow/request-bounds";
+/** The plugin's distribution directory inside it: where `importlib.metadata` finds the entry point. */
+export const REQUEST_BOUNDS_DIST_INFO = "mlflow_k8s_request_bounds-1.0.dist-info";
+/**
+ * The request bounds plugin (an `mlflow.app` entry point and its module; the model servers use its
+ * module only), in a ConfigMap mounted on PYTHONPATH: its distribution metadata under the dist-info
+ * directory `importlib.metadata` looks for, the module beside it.
+ */
+export const REQUEST_BOUNDS_SOURCE_DIR = path.join(__dirname, "request-bounds");
+export const REQUEST_BOUNDS_ITEMS: ReadonlyArray<{ key: string; path: string }> = [
+    { key: "request_bounds.py", path: "request_bounds.py" },
+    { key: "METADATA", path: `${REQUEST_BOUNDS_DIST_INFO}/METADATA` },
+    { key: "entry_points.txt", path: `${REQUEST_BOUNDS_DIST_INFO}/entry_points.txt` },
+];
+
+/**
+ * The request bounds of each server worker (components/request-bounds/request_bounds.py), each from
+ * the stack config key named beside it.
+ */
+export interface RequestLimits {
+    /** Largest API body, in bytes (`mlflowMaxRequestBodySize`): 413 beyond, before it is read. */
+    readonly maxBodyBytes: number;
+    /** Largest proxied artifact upload, in bytes (`mlflowMaxUploadSize`): 413 beyond. */
+    readonly maxUploadBytes: number;
+    /** Bytes of large API bodies one worker reads at once (`mlflowRequestBodyBudget`): 503 beyond. */
+    readonly bodyBudgetBytes: number;
+    /** Requests one worker serves at once (`mlflowMaxConcurrentRequests`): 503 beyond. */
+    readonly maxConcurrentRequests: number;
+    /** Seconds an API body may take to arrive, and an upload may pause (`mlflowRequestBodyTimeoutSeconds`): 408 beyond. */
+    readonly bodyTimeoutSeconds: number;
+}
+
+/**
+ * Connections uvicorn keeps open per worker, idle keep-alive ones included, as a multiple of the
+ * requests the bounds serve at once: beyond it uvicorn itself answers a plain-text 503, so a flood
+ * of connections (slow headers, which uvicorn has no timeout for) costs at most this many sockets.
+ */
+export const CONNECTIONS_PER_CONCURRENT_REQUEST = 4;
+
+/** The environment the request bounds plugin reads its limits from. */
+export function requestBoundsEnv(l: RequestLimits): Array<{ name: string; value: string }> {
+    return [
+        { name: "REQUEST_BOUNDS_MAX_BODY_BYTES", value: String(l.maxBodyBytes) },
+        { name: "REQUEST_BOUNDS_MAX_UPLOAD_BYTES", value: String(l.maxUploadBytes) },
+        { name: "REQUEST_BOUNDS_BODY_BUDGET_BYTES", value: String(l.bodyBudgetBytes) },
+        { name: "REQUEST_BOUNDS_MAX_CONCURRENT", value: String(l.maxConcurrentRequests) },
+        { name: "REQUEST_BOUNDS_BODY_TIMEOUT_SECONDS", value: String(l.bodyTimeoutSeconds) },
+    ];
+}
+
 /** Arguments of {@link serverArgs}. */
 export interface ServerOptions {
     readonly backendStoreUri: string;
@@ -102,12 +160,14 @@ export interface ServerOptions {
      * @default undefined: the root
      */
     readonly staticPrefix?: string;
+    /** Requests per worker the bounds admit at once; uvicorn's connection cap follows from it. */
+    readonly maxConcurrentRequests: number;
 }
 
 /**
  * `mlflow server` arguments. Artifacts are proxied (`--serve-artifacts` with
- * `--artifacts-destination`), so clients need no AWS credentials; basic auth is on; the default
- * uvicorn server is kept because the Host-header check exists only there.
+ * `--artifacts-destination`), so clients need no AWS credentials; basic auth is on, behind the
+ * request bounds; the default uvicorn server is kept because the Host-header check exists only there.
  */
 export function serverArgs(o: ServerOptions): string[] {
     return [
@@ -118,12 +178,13 @@ export function serverArgs(o: ServerOptions): string[] {
         "--backend-store-uri", o.backendStoreUri,
         "--serve-artifacts",
         "--artifacts-destination", o.artifactsDestination,
-        "--app-name", "basic-auth",
+        // MLflow's basic-auth app behind the request bounds (BOUNDED_APP_NAME).
+        "--app-name", BOUNDED_APP_NAME,
         "--allowed-hosts", o.allowedHosts.join(","),
         ...((o.corsAllowedOrigins ?? []).length > 0 ? ["--cors-allowed-origins", o.corsAllowedOrigins!.join(",")] : []),
         ...(o.prometheusDir !== undefined ? ["--expose-prometheus", o.prometheusDir] : []),
         ...(o.staticPrefix !== undefined ? ["--static-prefix", o.staticPrefix] : []),
-        "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS}`,
+        "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS} --limit-concurrency ${o.maxConcurrentRequests * CONNECTIONS_PER_CONCURRENT_REQUEST}`,
     ];
 }
 

@@ -14,6 +14,8 @@ import type { ServedModel } from "./config";
 import {
     EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels,
 } from "./kube";
+import { CONNECTIONS_PER_CONCURRENT_REQUEST, REQUEST_BOUNDS_DIR, REQUEST_BOUNDS_ITEMS, REQUEST_BOUNDS_SOURCE_DIR, requestBoundsEnv } from "./mlflowSettings";
+import { readFiles } from "./postgres";
 import { MLFLOW_IMAGE, MLFLOW_UID, MLFLOW_VERSION } from "./versions";
 
 /** Port the scoring server listens on in its pods. */
@@ -35,6 +37,23 @@ export const DOWNLOAD_SCRIPT = [
         + ' (README, Serving models)" >&2',
     "exit 1",
 ].join("\n");
+
+/**
+ * The scoring server's request bounds (components/request-bounds, its `create_scoring_app`): bodies
+ * up to the model's `maxRequestBodySize`, twice that of large bodies per worker at once, this many
+ * requests per worker at once, and a body must arrive within the scoring timeout.
+ */
+export const SCORING_MAX_CONCURRENT = 32;
+/** MLflow's scoring timeout (`MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`), also the body's. */
+export const SCORING_TIMEOUT_SECONDS = 60;
+
+/** The request bounds of one model's scoring workers. */
+export function scoringLimits(model: ServedModel) {
+    return {
+        maxBodyBytes: model.maxRequestBodyBytes, maxUploadBytes: model.maxRequestBodyBytes, bodyBudgetBytes: 2 * model.maxRequestBodyBytes,
+        maxConcurrentRequests: SCORING_MAX_CONCURRENT, bodyTimeoutSeconds: SCORING_TIMEOUT_SECONDS,
+    };
+}
 
 /** Seconds a stopping model server keeps serving while its endpoint leaves the proxies. */
 const PRE_STOP_SECONDS = 5;
@@ -125,7 +144,7 @@ export class ModelServer extends pulumi.ComponentResource {
         this.podSelector = selector;
 
         const securityContext = containerSecurityContext();
-        const volumes = [emptyDir("model", MODEL_VOLUME_SIZE), emptyDir("tmp", TMP_SIZE)];
+        const volumes: k8s.types.input.core.v1.Volume[] = [emptyDir("model", MODEL_VOLUME_SIZE), emptyDir("tmp", TMP_SIZE)];
         const secret = args.credentials.user.secretName;
         const common: k8s.types.input.core.v1.EnvVar[] = [
             { name: "HOME", value: "/tmp" },
@@ -154,19 +173,26 @@ export class ModelServer extends pulumi.ComponentResource {
             volumeMounts: [{ name: "model", mountPath: MODEL_DIR }, { name: "tmp", mountPath: "/tmp" }],
         };
         const health = { path: "/ping", port: "http" };
+        const bounds = new k8s.core.v1.ConfigMap(`${name}-request-bounds`, { metadata: meta, data: readFiles(REQUEST_BOUNDS_SOURCE_DIR) }, child);
+        volumes.push({ name: "request-bounds", configMap: { name: bounds.metadata.name, defaultMode: 0o444, items: [...REQUEST_BOUNDS_ITEMS] } });
         const serve: k8s.types.input.core.v1.Container = {
             name: "serve",
             image: model.image ?? MLFLOW_IMAGE,
             imagePullPolicy: "IfNotPresent",
             // What `mlflow models serve --env-manager local` runs, started directly: as PID 1 it drains
             // on SIGTERM (the CLI would ignore SIGTERM and be killed), and it needs no credentials.
+            // MLflow's scoring app behind the request bounds (its factory wraps mlflow.pyfunc.scoring_server.app:app).
             command: ["uvicorn", "--host", "0.0.0.0", "--port", String(SCORING_PORT), "--workers", String(model.workers),
-                "--timeout-graceful-shutdown", "20", "mlflow.pyfunc.scoring_server.app:app"],
+                "--timeout-graceful-shutdown", "20", "--limit-concurrency", String(SCORING_MAX_CONCURRENT * CONNECTIONS_PER_CONCURRENT_REQUEST),
+                "--factory", "request_bounds:create_scoring_app"],
             env: [
                 ...common,
                 // MLflow's scoring app loads the model from this variable (mlflow/pyfunc/scoring_server).
                 { name: "__pyfunc_model_path__", value: MODEL_DIR },
-                { name: "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", value: "60" },
+                { name: "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", value: String(SCORING_TIMEOUT_SECONDS) },
+                { name: "PYTHONPATH", value: REQUEST_BOUNDS_DIR },
+                { name: "REQUEST_BOUNDS_MODEL_NAME", value: model.name },
+                ...requestBoundsEnv(scoringLimits(model)),
             ],
             ports: [{ name: "http", containerPort: SCORING_PORT, protocol: "TCP" }],
             resources: resourceRequirements(model.resources, MODEL_STORAGE),
@@ -176,7 +202,10 @@ export class ModelServer extends pulumi.ComponentResource {
             readinessProbe: { httpGet: health, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
             livenessProbe: { tcpSocket: { port: "http" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 3 },
             lifecycle: { preStop: { exec: { command: ["sleep", String(PRE_STOP_SECONDS)] } } },
-            volumeMounts: [{ name: "model", mountPath: MODEL_DIR, readOnly: true }, { name: "tmp", mountPath: "/tmp" }],
+            volumeMounts: [
+                { name: "model", mountPath: MODEL_DIR, readOnly: true }, { name: "tmp", mountPath: "/tmp" },
+                { name: "request-bounds", mountPath: REQUEST_BOUNDS_DIR, readOnly: true },
+            ],
         };
 
         const deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, {
@@ -191,7 +220,7 @@ export class ModelServer extends pulumi.ComponentResource {
                     metadata: {
                         labels: meta.labels,
                         // A new password (or model URI, in the spec itself) rolls the pods.
-                        annotations: { "checksum/config": args.credentials.password.apply((p) => checksum(p, model.modelUri)) },
+                        annotations: { "checksum/config": args.credentials.password.apply((p) => checksum(p, model.modelUri, readFiles(REQUEST_BOUNDS_SOURCE_DIR))) },
                     },
                     spec: {
                         automountServiceAccountToken: false,

@@ -96,6 +96,7 @@ export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
  */
 export const RESERVED_ENV_PREFIXES: readonly string[] = [
     "AWS_", "PG", "MLFLOW_", "UVICORN_", "GUNICORN_", "PYTHON", "LD_", "POSTGRES_", "BACKUP_", "RESTORE_", "SERVING_", "ROLLOUT_",
+    "REQUEST_BOUNDS_",
     // What the kubelet sets for pods that talk to the API server (the schema rollout's).
     "KUBERNETES_",
 ];

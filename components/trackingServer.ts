@@ -5,9 +5,10 @@ import * as random from "@pulumi/random";
 import type { DefaultPermission, Resources } from "./config";
 import { EphemeralStorage, checksum, containerSecurityContext, emptyDir, labels, podSecurityContext, resourceRequirements, secretEnv, selectorLabels } from "./kube";
 import {
-    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, SERVICE_NAME, SERVICE_PORT,
-    allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, serverArgs,
+    AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, REQUEST_BOUNDS_DIR, REQUEST_BOUNDS_ITEMS, REQUEST_BOUNDS_SOURCE_DIR,
+    RequestLimits, SERVICE_NAME, SERVICE_PORT, allowedHosts, authConfigIni, corsAllowedOrigins, databaseUri, requestBoundsEnv, serverArgs,
 } from "./mlflowSettings";
+import { SERVER_TMP_BYTES } from "./sizing";
 import { SERVING_SECRET_KEYS, ServingUser } from "./modelServer";
 import { DatabaseConnection, databaseCaMounts, databaseCaVolumes, libpqEnv, readFiles } from "./postgres";
 import { S3Access, s3CredentialsSecret, s3Env, workloadServiceAccount } from "./s3Credentials";
@@ -38,7 +39,8 @@ const MIGRATION_TIMEOUT = `${MIGRATION_DEADLINE_SECONDS + 5 * 60}s`;
 export const PRE_STOP_SECONDS = 5;
 /** Seconds after SIGTERM for requests in flight (an artifact upload) to finish before SIGKILL. */
 const DRAIN_SECONDS = 25;
-const TMP_SIZE = "4Gi";
+/** The server's /tmp: {@link SERVER_TMP_BYTES}, as a quantity. */
+const TMP_SIZE = `${SERVER_TMP_BYTES / 2 ** 30}Gi`;
 const SERVER_STORAGE: EphemeralStorage = { request: "512Mi", limit: "5Gi" };
 const JOB_STORAGE: EphemeralStorage = { request: "64Mi", limit: "1Gi" };
 /**
@@ -68,6 +70,7 @@ const SCRIPTS_MOUNT = "/opt/mlflow/server";
  */
 export const METRICS_EXPORTER_DIR = path.join(__dirname, "metrics-exporter");
 const EXPORTER_MOUNT = "/opt/mlflow/metrics";
+export { REQUEST_BOUNDS_SOURCE_DIR } from "./mlflowSettings";
 /** ServiceAccount of the server's pods: the server identity's role admits it. */
 export const SERVER_SERVICE_ACCOUNT = "mlflow-tracking-server";
 
@@ -108,6 +111,8 @@ export interface MlflowTrackingServerArgs {
     readonly workers: number;
     /** SQLAlchemy pool per worker. */
     readonly dbPool: { readonly size: number; readonly maxOverflow: number };
+    /** What each worker admits: body sizes, large bodies at once, requests at once, body timeout. */
+    readonly requestLimits: RequestLimits;
     /** CPU and memory of the server container (the migration Job reuses them). */
     readonly resources: Resources;
     /** Name of the admin user; its password is generated and never MLflow's public default. */
@@ -266,6 +271,11 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         const exporterScript = new k8s.core.v1.ConfigMap(`${name}-metrics-exporter`, {
             metadata: meta,
             data: readFiles(METRICS_EXPORTER_DIR),
+        }, child);
+
+        const requestBounds = new k8s.core.v1.ConfigMap(`${name}-request-bounds`, {
+            metadata: meta,
+            data: readFiles(REQUEST_BOUNDS_SOURCE_DIR),
         }, child);
 
         const databaseEnv: k8s.types.input.core.v1.EnvVar[] = [
@@ -443,6 +453,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
             prometheusDir: METRICS_DIR,
             corsAllowedOrigins: corsAllowedOrigins(endpoint, args.corsAllowedOrigins ?? []),
             staticPrefix: args.staticPrefix,
+            maxConcurrentRequests: args.requestLimits.maxConcurrentRequests,
         }));
         // Pods roll when anything they read changes, Secrets included (hashed, never exposed). The
         // values are the ones the program puts into the Secrets, not the Secrets' outputs: the
@@ -450,7 +461,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
         // preview would see the hash as unknown and propose a rollout on every run.
         const configChecksum = pulumi.all([
             args.s3.accessKey?.id, args.s3.accessKey?.secret, args.s3.region, args.s3.role?.arn, this.adminPassword, flaskSecretKey.result,
-            kekPassphrase.result, authIni, args_,
+            kekPassphrase.result, authIni, args_, readFiles(REQUEST_BOUNDS_SOURCE_DIR), JSON.stringify(args.requestLimits),
             args.database.secretName, args.databasePassword, s3Secret?.metadata.name, serverSecret.metadata.name,
         ]).apply((values) => checksum(...values));
 
@@ -505,7 +516,12 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             command: ["mlflow"],
                             args: args_,
                             ports: [{ name: "http", containerPort: CONTAINER_PORT, protocol: "TCP" }],
-                            env: [...serverEnv, metricsEnv],
+                            env: [
+                                ...serverEnv, metricsEnv,
+                                // The request bounds plugin and its limits (components/request-bounds).
+                                { name: "PYTHONPATH", value: REQUEST_BOUNDS_DIR },
+                                ...requestBoundsEnv(args.requestLimits),
+                            ],
                             // /health answers without auth and skips the Host check.
                             startupProbe: { httpGet: httpGetHealth, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
                             readinessProbe: { httpGet: httpGetHealth, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
@@ -521,6 +537,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                                 tmpMount,
                                 { name: "auth-config", mountPath: AUTH_CONFIG_DIR, readOnly: true },
                                 { name: "metrics", mountPath: METRICS_DIR },
+                                { name: "request-bounds", mountPath: REQUEST_BOUNDS_DIR, readOnly: true },
                                 ...databaseCaMounts(args.database),
                             ],
                         }, {
@@ -552,6 +569,7 @@ export class MlflowTrackingServer extends pulumi.ComponentResource {
                             { name: "auth-config", configMap: { name: authConfig.metadata.name, defaultMode: 0o444 } },
                             emptyDir("metrics", METRICS_DIR_SIZE),
                             { name: "metrics-exporter", configMap: { name: exporterScript.metadata.name, defaultMode: 0o444 } },
+                            { name: "request-bounds", configMap: { name: requestBounds.metadata.name, defaultMode: 0o444, items: [...REQUEST_BOUNDS_ITEMS] } },
                             ...databaseCaVolumes(args.database),
                         ],
                     },

@@ -32,7 +32,7 @@ const CASES: ReadonlyArray<[string, string, string | number | boolean, string]> 
     ["dev", "mlflowMaxReplicas", 1, "at least"],
     ["minikube", "mlflowWorkers", 2.5, "integer"],
     ["dev", "mlflowCpuRequest", "4", "must not exceed"],
-    ["dev", "mlflowDbPoolSize", 50, "exceeds"],
+    ["dev", "mlflowDbPoolSize", 50, "since mlflow-k8s:mlflowDbPoolSize is set"],
     ["dev", "mlflowDefaultPermission", "ADMIN", "READ, EDIT, MANAGE, NO_PERMISSIONS"],
     ["minikube", "ingressHost", "mlflow", "fully qualified"],
 ];

@@ -171,10 +171,18 @@ describe("config", () => {
             ["a KMS key of another region", { bucketKmsKeyArn: "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab" }, "bucketKmsKeyArn", /in the bucket's region mlflow-k8s:awsRegion \(us-east-1\)/],
             ["a zero-day version expiry", { noncurrentVersionExpirationDays: "0" }, "noncurrentVersionExpirationDays", /integer from 1/],
             ["an autoscaling ceiling below the replicas", { mlflowReplicas: "3", mlflowMaxReplicas: "2" }, "mlflowMaxReplicas", /at least/],
-            ["pools larger than max_connections", { mlflowDbPoolSize: "20" }, "mlflowDbPoolSize", /x 160 connections per worker \(4 engines of pool 20 \+ overflow 36, at most 2 per request in flight\) = 320 exceeds .*postgresMaxConnections/],
+            ["pools larger than max_connections", { mlflowDbPoolSize: "20", mlflowDbMaxOverflow: "36" }, "mlflowDbPoolSize", /x 160 connections per worker \(4 engines of pool 20 \+ overflow 36, at most 2 per request in flight\) = 320 exceeds .*postgresMaxConnections/],
             ["a PostgreSQL memory limit too small for max_connections", { postgresMaxConnections: "1000", postgresMemoryLimit: "2Gi" }, "postgresMemoryLimit", /at least 3419Mi for mlflow-k8s:postgresMaxConnections 1000/],
             ["more workers than CPU cores", { mlflowWorkers: "3", postgresMaxConnections: "310", postgresMemoryLimit: "2Gi" }, "mlflowWorkers", /at most 2, the cores of mlflow-k8s:mlflowCpuLimit/],
-            ["a memory limit below the measured peak", { mlflowMemoryLimit: "1Gi" }, "mlflowMemoryLimit", /at least 1558Mi for 2 worker\(s\): measured peak 1168Mi plus 25% headroom/],
+            ["a memory limit below the measured peak", { mlflowMemoryLimit: "1Gi" }, "mlflowMemoryLimit", /at least 1643Mi for 2 worker\(s\) each reading up to mlflow-k8s:mlflowRequestBodyBudget \(2Mi\) of large bodies at once: measured peak 1232Mi \(16x the budget per worker included\) plus 25% headroom/],
+            ["a body budget the memory limit cannot hold", { mlflowRequestBodyBudget: "8Mi" }, "mlflowMemoryLimit", /at least 1899Mi .*mlflowRequestBodyBudget \(8Mi\)/],
+            ["an API body limit that is not a quantity", { mlflowMaxRequestBodySize: "2MB" }, "mlflowMaxRequestBodySize", /Kubernetes quantity from 64Ki to 256Mi.*413 beyond/],
+            ["an API body limit below 64Ki", { mlflowMaxRequestBodySize: "1Ki" }, "mlflowMaxRequestBodySize", /from 64Ki to 256Mi/],
+            ["an API body limit above 256Mi", { mlflowMaxRequestBodySize: "1Gi", mlflowRequestBodyBudget: "1Gi" }, "mlflowMaxRequestBodySize", /from 64Ki to 256Mi/],
+            ["an upload limit larger than the server's /tmp", { mlflowMaxUploadSize: "5Gi" }, "mlflowMaxUploadSize", /from 1Mi to 4096Mi.*\/tmp that spools it/],
+            ["a body budget below the body limit", { mlflowMaxRequestBodySize: "4Mi", mlflowRequestBodyBudget: "2Mi" }, "mlflowRequestBodyBudget", /at least mlflow-k8s:mlflowMaxRequestBodySize \(4Mi\)/],
+            ["zero concurrent requests", { mlflowMaxConcurrentRequests: "0" }, "mlflowMaxConcurrentRequests", /integer from 1 to 1000/],
+            ["a body timeout of an hour and more", { mlflowRequestBodyTimeoutSeconds: "3601" }, "mlflowRequestBodyTimeoutSeconds", /integer from 1 to 3600/],
             ["an auth cache TTL over five minutes", { mlflowAuthCacheTtlSeconds: "3600" }, "mlflowAuthCacheTtlSeconds", /integer from 0 to 300/],
             ["an admin user name with spaces", { mlflowAdminUsername: "the admin" }, "mlflowAdminUsername", /user name/],
             ["an ingress host that is not a DNS name", { ingressHost: "mlflow_ui" }, "ingressHost", /DNS name/],
@@ -286,9 +294,42 @@ describe("config", () => {
             expect(parse({ nodeLocalDnsAddress: "" }).network.nodeLocalDnsAddress).to.equal(undefined);
         });
 
+        it("derives the pools from the connection budget when the pool keys are unset, on every shipped stack", () => {
+            const pools = (c: StackConfig) => [c.mlflow.dbPoolSize, c.mlflow.dbMaxOverflow, c.mlflow.requestLimits.maxConcurrentRequests];
+            // minikube: 250 - 10 connections over replicas x 2 workers. One replica: MLflow's 5 + 36 for the
+            // worker's 40 threads (min(4 x 41, 2 x 40 + 4 x 5) = 100 each, 200 in all); the request limit stays.
+            expect(pools(parse({}))).to.deep.equal([5, 36, 64]);
+            // Two: 60 a worker: pools of 1, and 28 requests at once, 2 x 28 + 4 = 60.
+            expect(pools(parse({ mlflowReplicas: "2" }))).to.deep.equal([1, 28, 28]);
+            expect(pools(parse({ mlflowReplicas: "4" }))).to.deep.equal([1, 13, 13]);
+            // The autoscaler's maximum counts, not its minimum.
+            expect(pools(parse({ mlflowReplicas: "1", mlflowMaxReplicas: "3" }))).to.deep.equal([1, 18, 18]);
+            // dev: 810 - 10 over 4 (its autoscaler's maximum) x 2 workers = 100 a worker.
+            expect(pools(parse({}, "dev"))).to.deep.equal([5, 36, 64]);
+            expect(pools(parse({ mlflowMaxReplicas: "8" }, "dev"))).to.deep.equal([1, 23, 23]);
+            for (const [stack, overrides] of [["minikube", { mlflowReplicas: "2" }], ["minikube", { mlflowReplicas: "4" }], ["dev", { mlflowMaxReplicas: "8" }]] as const) {
+                const c = parse(overrides, stack);
+                const workersAtPeak = Math.max(c.mlflow.replicas, c.mlflow.maxReplicas) * c.mlflow.workers;
+                const perWorker = Math.min(4 * (c.mlflow.dbPoolSize + c.mlflow.dbMaxOverflow), 2 * c.mlflow.requestLimits.maxConcurrentRequests + 4 * c.mlflow.dbPoolSize);
+                expect(workersAtPeak * perWorker, `${stack} ${JSON.stringify(overrides)}: within max connections`).to.be.at.most(c.postgres.maxConnections - 10);
+                expect(c.mlflow.dbPoolSize + c.mlflow.dbMaxOverflow, "never dry").to.be.greaterThan(Math.min(40, c.mlflow.requestLimits.maxConcurrentRequests));
+            }
+            // A lower request limit than the budget allows is kept.
+            expect(pools(parse({ mlflowMaxConcurrentRequests: "10" }))).to.deep.equal([5, 6, 10]);
+        });
+
+        it("refuses only what no sizing can serve, and a pool key set without the other", () => {
+            expectRejected({ mlflowReplicas: "40", mlflowMaxReplicas: "40", postgresMaxConnections: "250" }, "postgresMaxConnections",
+                /at least 490 for replicas \(40\) x workers \(2\): each worker needs a pool of 1 per engine \(4\) and 2 connections for one request/);
+            expect(parse({ mlflowReplicas: "40", postgresMaxConnections: "490", postgresMemoryLimit: "2Gi" }).mlflow.dbPoolSize).to.equal(1);
+            expectRejected({ mlflowDbPoolSize: "5" }, "mlflowDbMaxOverflow", /set as well, since mlflow-k8s:mlflowDbPoolSize is set \(or leave both unset/);
+            expectRejected({ mlflowDbMaxOverflow: "10" }, "mlflowDbPoolSize", /set as well, since mlflow-k8s:mlflowDbMaxOverflow is set/);
+            expectRejected({ mlflowDbMaxOverflow: "-2" }, "mlflowDbMaxOverflow", /integer from -1 to 100/);
+        });
+
         it("counts every engine's pool of every worker of the largest replica count against max_connections", () => {
             // 2 replicas x 2 workers x min(4 x (5 + 36), 2 x 40 + 4 x 5) = 400, plus 10 reserved.
-            const big = { mlflowMaxReplicas: "2", postgresMemoryLimit: "2Gi" };
+            const big = { mlflowMaxReplicas: "2", postgresMemoryLimit: "2Gi", mlflowDbPoolSize: "5", mlflowDbMaxOverflow: "36" };
             expect(() => parse({ ...big, postgresMaxConnections: "409" })).to.throw(/= 400 exceeds .*\(409\) minus 10/);
             expect(parse({ ...big, postgresMaxConnections: "410" }).postgres.maxConnections, "exactly at the budget").to.equal(410);
             // Small pools count in full: 2 x 2 x 4 x (5 + 10) = 240.

@@ -95,7 +95,7 @@ describe("external PostgreSQL", () => {
             ["a DNS host without CIDRs", { databaseEgressCidrs: undefined }, "databaseEgressCidrs", /CIDRs of the database's subnets/],
             ["a bad CIDR", { databaseEgressCidrs: "10.0.32.0/33" }, "databaseEgressCidrs", /comma-separated list of CIDRs/],
             ["no max_connections", { databaseMaxConnections: 0 }, "databaseMaxConnections", /SHOW max_connections/],
-            ["a budget the server's max_connections cannot hold", { databaseMaxConnections: 150 }, "mlflowDbPoolSize", /exceeds mlflow-k8s:databaseMaxConnections \(150\)/],
+            ["a budget the server's max_connections cannot hold", { databaseMaxConnections: 150, mlflowDbPoolSize: 5, mlflowDbMaxOverflow: 36 }, "mlflowDbPoolSize", /exceeds mlflow-k8s:databaseMaxConnections \(150\)/],
         ];
         for (const [what, change, key, allowed, secret] of cases) {
             it(`refuses ${what}, naming ${key}`, () => {

@@ -475,6 +475,7 @@ export const VARIANT = Object.freeze({
     mlflowReplicas: 2,
     mlflowMaxReplicas: 3,
     // Room for three replicas' pools: 3 x 2 workers x 4 engines x (5 + 10), and PostgreSQL's memory for them.
+    mlflowDbPoolSize: 5,
     mlflowDbMaxOverflow: 10,
     postgresMaxConnections: 400,
     postgresMemoryLimit: "2Gi",
@@ -487,7 +488,7 @@ export const VARIANT = Object.freeze({
     // One autoscaled model by alias on its own image, one fixed version on the MLflow image.
     servedModels: JSON.stringify([
         { name: "iris", model: "models:/iris@champion", minReplicas: 2, maxReplicas: 4, workers: 2, cpuLimit: "2", memoryLimit: "2Gi",
-            image: "registry.example.com/models/iris:1.4.2" },
+            image: "registry.example.com/models/iris:1.4.2", maxRequestBodySize: "64Mi" },
         { name: "churn", model: "models:/Churn Model/3" },
     ]),
     // Every escape hatch, applied to every pod: a proxy and a variable from a Secret, a mirror with its

@@ -9,7 +9,7 @@ describe("mlflowSettings", () => {
         expect(corsAllowedOrigins({ host: "mlflow.example.com", tls: true }, [])).to.deep.equal(["https://mlflow.example.com"]);
         expect(corsAllowedOrigins({ host: "mlflow.example.com", tls: false }, ["http://mlflow.example.com", "https://nb.example.com"]))
             .to.deep.equal(["http://mlflow.example.com", "https://nb.example.com"]);
-        const args = serverArgs({ backendStoreUri: "u", artifactsDestination: "s3://b/p", workers: 1, allowedHosts: ["h"], corsAllowedOrigins: ["https://a", "https://b"] });
+        const args = serverArgs({ backendStoreUri: "u", artifactsDestination: "s3://b/p", workers: 1, allowedHosts: ["h"], corsAllowedOrigins: ["https://a", "https://b"], maxConcurrentRequests: 8 });
         expect(args[args.indexOf("--cors-allowed-origins") + 1]).to.equal("https://a,https://b");
     });
 
@@ -41,13 +41,14 @@ describe("mlflowSettings", () => {
             artifactsDestination: "s3://bucket/mlflow",
             workers: 3,
             allowedHosts: ["a", "b:80"],
+            maxConcurrentRequests: 64,
         });
         expect(args).to.deep.equal([
             "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "3",
             "--backend-store-uri", "postgresql+psycopg2://db:5432/mlflow",
             "--serve-artifacts", "--artifacts-destination", "s3://bucket/mlflow",
-            "--app-name", "basic-auth", "--allowed-hosts", "a,b:80",
-            "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS}`,
+            "--app-name", "bounded-basic-auth", "--allowed-hosts", "a,b:80",
+            "--uvicorn-opts", `--timeout-keep-alive ${KEEP_ALIVE_SECONDS} --limit-concurrency 256`,
         ]);
         expect(args, "gunicorn drops the Host-header check").to.not.include("--gunicorn-opts");
         expect(KEEP_ALIVE_SECONDS).to.be.greaterThan(60);

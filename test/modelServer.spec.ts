@@ -4,7 +4,10 @@
  * variant run serves `iris` by alias, autoscaled on its own image, and `churn` by version.
  */
 import { expect } from "chai";
-import { DOWNLOAD_SCRIPT, MODEL_DIR, SCORING_PORT, SERVING_SECRET_KEYS } from "../components/modelServer";
+import * as fs from "fs";
+import * as path from "path";
+import { REQUEST_BOUNDS_DIR, REQUEST_BOUNDS_SOURCE_DIR } from "../components/mlflowSettings";
+import { DOWNLOAD_SCRIPT, MODEL_DIR, SCORING_MAX_CONCURRENT, SCORING_PORT, SCORING_TIMEOUT_SECONDS, SERVING_SECRET_KEYS } from "../components/modelServer";
 import { mirroredImage } from "../components/podOverrides";
 import { MLFLOW_IMAGE } from "../components/versions";
 import { ProgramRun, VARIANT, runProgram, stackRun, variantRun } from "./harness";
@@ -57,7 +60,9 @@ describe("ModelServer", () => {
         expect(serve.image, "the entry's pinned image").to.equal("registry.example.com/models/iris:1.4.2");
         expect(churn.inputs.spec.template.spec.containers[0].image, "the MLflow image by default (from the variant's mirror)").to.equal(mirroredImage(MLFLOW_IMAGE, JSON.parse(VARIANT.imageMirrors)));
         expect(serve.command.slice(0, 1)).to.deep.equal(["uvicorn"]);
-        expect(serve.command).to.include("mlflow.pyfunc.scoring_server.app:app");
+        // MLflow's scoring app, behind the request bounds (the factory wraps mlflow.pyfunc.scoring_server.app:app).
+        expect(serve.command.slice(-2)).to.deep.equal(["--factory", "request_bounds:create_scoring_app"]);
+        expect(fs.readFileSync(path.join(REQUEST_BOUNDS_SOURCE_DIR, "request_bounds.py"), "utf8")).to.include("from mlflow.pyfunc.scoring_server.app import app");
         expect(serve.command[serve.command.indexOf("--workers") + 1]).to.equal("2");
         expect(churn.inputs.spec.template.spec.containers[0].command[serve.command.indexOf("--workers") + 1]).to.equal("1");
         expect(serve.command[serve.command.indexOf("--port") + 1]).to.equal(String(SCORING_PORT));
@@ -69,6 +74,26 @@ describe("ModelServer", () => {
         const mount = serve.volumeMounts.find((m: any) => m.mountPath === MODEL_DIR);
         expect(mount.readOnly, "the model is read-only to the server").to.equal(true);
         expect(serve.resources.limits).to.include({ cpu: "2", memory: "2Gi" });
+    });
+
+    it("bounds /invocations: each model's body limit from its entry, twice that of large bodies at once, fixed concurrency and timeout", () => {
+        for (const [deployment, body] of [[iris, 64 * 2 ** 20], [churn, 16 * 2 ** 20]] as const) {
+            const spec = deployment.inputs.spec.template.spec;
+            const [serve] = spec.containers;
+            const e = env(serve);
+            expect(e.PYTHONPATH.value).to.equal(REQUEST_BOUNDS_DIR);
+            expect([e.REQUEST_BOUNDS_MAX_BODY_BYTES.value, e.REQUEST_BOUNDS_BODY_BUDGET_BYTES.value, e.REQUEST_BOUNDS_MAX_CONCURRENT.value, e.REQUEST_BOUNDS_BODY_TIMEOUT_SECONDS.value])
+                .to.deep.equal([String(body), String(2 * body), String(SCORING_MAX_CONCURRENT), String(SCORING_TIMEOUT_SECONDS)]);
+            expect(serve.command[serve.command.indexOf("--limit-concurrency") + 1]).to.equal(String(4 * SCORING_MAX_CONCURRENT));
+            const mount = serve.volumeMounts.find((m: any) => m.mountPath === REQUEST_BOUNDS_DIR);
+            expect(mount.readOnly).to.equal(true);
+            const volume = spec.volumes.find((v: any) => v.name === mount.name);
+            expect(volume.configMap.defaultMode).to.equal(0o444);
+            const cm = run.ofType("kubernetes:core/v1:ConfigMap").find((c) => c.state.metadata.name === volume.configMap.name)!;
+            expect(Object.keys(cm.inputs.data).sort()).to.deep.equal(fs.readdirSync(REQUEST_BOUNDS_SOURCE_DIR).sort());
+            // The download init container needs none of it.
+            expect(spec.initContainers[0].volumeMounts.map((m: any) => m.name)).to.not.include(mount.name);
+        }
     });
 
     it("takes traffic only once the model answers, and drains before it stops", () => {

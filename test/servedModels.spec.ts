@@ -26,7 +26,7 @@ describe("servedModels config", () => {
         expect(problems).to.deep.equal([]);
         expect(models[0]).to.deep.equal({
             name: "iris", modelUri: "models:/iris@champion", registeredModel: "iris", reference: { alias: "champion" },
-            minReplicas: 1, maxReplicas: 0, workers: 1, image: undefined,
+            minReplicas: 1, maxReplicas: 0, workers: 1, image: undefined, maxRequestBodyBytes: 16 * 2 ** 20,
             resources: { cpuRequest: SERVED_MODEL_DEFAULTS.cpuRequest, cpuLimit: "1", memoryRequest: "512Mi", memoryLimit: "1Gi" },
         });
         expect(models[1]).to.deep.include({ registeredModel: "Churn Model", reference: { version: 3 }, minReplicas: 2, maxReplicas: 6, workers: 2 });
@@ -56,6 +56,9 @@ describe("servedModels config", () => {
         ["a memory quantity that is none", [{ ...IRIS, memoryLimit: "1GB" }], /\.memoryLimit = "1GB": a positive Kubernetes memory quantity/],
         ["a request above its limit", [{ ...IRIS, cpuRequest: "2", cpuLimit: "1" }], /\.cpuRequest = "2": must not exceed cpuLimit \(1\)/],
         ["an unpinned image", [{ ...IRIS, image: "registry.example.com/models/iris:latest" }], /\.image = .*pinned to an exact version tag or a digest/],
+        ["a body limit that is no quantity", [{ ...IRIS, maxRequestBodySize: "16MB" }], /\.maxRequestBodySize = "16MB": a Kubernetes quantity from 64Ki to 1Gi.*413 beyond/],
+        ["a body limit over 1Gi", [{ ...IRIS, maxRequestBodySize: "2Gi" }], /\.maxRequestBodySize = "2Gi": a Kubernetes quantity from 64Ki to 1Gi/],
+        ["a body limit given as a number", [{ ...IRIS, maxRequestBodySize: 1048576 }], /\.maxRequestBodySize = 1048576: a Kubernetes quantity/],
         ["a misspelt field", [{ ...IRIS, replicas: 2 }], /servedModels\[0\] \(iris\)\.replicas = 2: not a field of a served model/],
     ];
     for (const [what, entries, message] of refused) {

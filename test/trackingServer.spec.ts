@@ -4,7 +4,9 @@ import { expect } from "chai";
 import { AUTH_CONFIG_DIR, AUTH_CONFIG_FILE, CONTAINER_PORT, METRICS_DIR, METRICS_PATH, METRICS_PORT, SERVICE_NAME, SERVICE_PORT, serverArgs } from "../components/mlflowSettings";
 import { S3_SECRET_KEYS } from "../components/s3Credentials";
 import { parseQuantity } from "../components/config";
-import { METRICS_EXPORTER_RESOURCES, MIGRATION_DEADLINE_SECONDS, ROLLOUT_TIMEOUT_SECONDS, METRICS_EXPORTER_DIR, SERVER_SECRET_KEYS } from "../components/trackingServer";
+import { METRICS_EXPORTER_RESOURCES, MIGRATION_DEADLINE_SECONDS, ROLLOUT_TIMEOUT_SECONDS, METRICS_EXPORTER_DIR, REQUEST_BOUNDS_SOURCE_DIR, SERVER_SECRET_KEYS } from "../components/trackingServer";
+import { REQUEST_BOUNDS_DIR, REQUEST_BOUNDS_DIST_INFO } from "../components/mlflowSettings";
+import { SERVER_TMP_BYTES } from "../components/sizing";
 import { MLFLOW_IMAGE, MLFLOW_UID } from "../components/versions";
 import { ProgramRun, runProgram, stackRun, variantRun } from "./harness";
 
@@ -87,7 +89,7 @@ describe("MlflowTrackingServer", () => {
         });
 
         it("turns basic auth on, with a generated admin password and Flask key", () => {
-            expect(flag(server.args, "--app-name")).to.equal("basic-auth");
+            expect(flag(server.args, "--app-name")).to.equal("bounded-basic-auth");
             const secret = run.one("kubernetes:core/v1:Secret", /-server$/);
             expect(env.MLFLOW_AUTH_ADMIN_USERNAME.value).to.equal("admin");
             expect(env.MLFLOW_AUTH_ADMIN_PASSWORD.valueFrom.secretKeyRef).to.deep.equal({ name: secret.state.metadata.name, key: SERVER_SECRET_KEYS.adminPassword });
@@ -197,6 +199,65 @@ describe("MlflowTrackingServer", () => {
         });
     });
 
+    describe("request bounds", () => {
+        it("runs MLflow's basic-auth app behind the plugin, mounted read-only on PYTHONPATH with its entry point", () => {
+            expect(flag(server.args, "--app-name")).to.equal("bounded-basic-auth");
+            expect(env.PYTHONPATH.value).to.equal(REQUEST_BOUNDS_DIR);
+            const mount = server.volumeMounts.find((m: any) => m.mountPath === REQUEST_BOUNDS_DIR);
+            expect(mount.readOnly).to.equal(true);
+            const volume = pod.volumes.find((v: any) => v.name === mount.name);
+            expect(volume.configMap.defaultMode).to.equal(0o444);
+            expect(volume.configMap.items.map((i: any) => i.path)).to.deep.equal(
+                ["request_bounds.py", `${REQUEST_BOUNDS_DIST_INFO}/METADATA`, `${REQUEST_BOUNDS_DIST_INFO}/entry_points.txt`]);
+            const cm = run.ofType("kubernetes:core/v1:ConfigMap").find((c) => c.state.metadata.name === volume.configMap.name)!;
+            for (const f of fs.readdirSync(REQUEST_BOUNDS_SOURCE_DIR)) {
+                expect(cm.inputs.data[f], f).to.equal(fs.readFileSync(path.join(REQUEST_BOUNDS_SOURCE_DIR, f), "utf8"));
+            }
+            expect(cm.inputs.data["entry_points.txt"]).to.match(/^\[mlflow\.app\]\nbounded-basic-auth = request_bounds:create_app$/m);
+        });
+
+        it("hands the plugin the limits of the stack's defaults, in bytes and seconds, and caps uvicorn's connections from them", () => {
+            expect(env.REQUEST_BOUNDS_MAX_BODY_BYTES.value).to.equal(String(2 * 2 ** 20));
+            expect(env.REQUEST_BOUNDS_MAX_UPLOAD_BYTES.value).to.equal(String(2 * 2 ** 30));
+            expect(env.REQUEST_BOUNDS_BODY_BUDGET_BYTES.value).to.equal(String(2 * 2 ** 20));
+            expect(env.REQUEST_BOUNDS_MAX_CONCURRENT.value).to.equal("64");
+            expect(env.REQUEST_BOUNDS_BODY_TIMEOUT_SECONDS.value).to.equal("30");
+            expect(flag(server.args, "--uvicorn-opts")).to.equal("--timeout-keep-alive 75 --limit-concurrency 256");
+            const tmp = pod.volumes.find((v: any) => v.name === "tmp");
+            expect(parseQuantity(tmp.emptyDir.sizeLimit), "the upload limit's ceiling is the /tmp that spools it").to.equal(SERVER_TMP_BYTES);
+        });
+
+        it("renders the pools derived for more replicas, and the requests per worker they serve", async () => {
+            for (const [replicas, pool, overflow, concurrent] of [[1, 5, 36, 64], [2, 1, 28, 28], [4, 1, 13, 13]] as const) {
+                const scaled = replicas === 1 ? run : await runProgram("minikube", { mlflowReplicas: replicas });
+                const c = scaled.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0];
+                const e = Object.fromEntries(c.env.map((x: any) => [x.name, x.value]));
+                expect([e.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE, e.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW, e.REQUEST_BOUNDS_MAX_CONCURRENT], `${replicas} replicas`)
+                    .to.deep.equal([String(pool), String(overflow), String(concurrent)]);
+                expect(flag(c.args, "--uvicorn-opts")).to.equal(`--timeout-keep-alive 75 --limit-concurrency ${4 * concurrent}`);
+                expect(scaled.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.replicas).to.equal(replicas);
+            }
+            const autoscaled = await runProgram("minikube", { mlflowMaxReplicas: 3 });
+            const e = Object.fromEntries(autoscaled.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0].env.map((x: any) => [x.name, x.value]));
+            expect([e.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE, e.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW, e.REQUEST_BOUNDS_MAX_CONCURRENT], "sized for the autoscaler's maximum").to.deep.equal(["1", "18", "18"]);
+            expect(autoscaled.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", /^mlflow-hpa$/).inputs.spec.maxReplicas).to.equal(3);
+        });
+
+        it("follows the config keys, and rolls the pods when they change", async () => {
+            const changed = await runProgram("minikube", {
+                mlflowMaxRequestBodySize: "1Mi", mlflowMaxUploadSize: "512Mi", mlflowRequestBodyBudget: "1Mi",
+                mlflowMaxConcurrentRequests: 10, mlflowRequestBodyTimeoutSeconds: 120,
+            });
+            const c = changed.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.spec.containers[0];
+            const e = Object.fromEntries(c.env.map((x: any) => [x.name, x.value]));
+            expect([e.REQUEST_BOUNDS_MAX_BODY_BYTES, e.REQUEST_BOUNDS_MAX_UPLOAD_BYTES, e.REQUEST_BOUNDS_BODY_BUDGET_BYTES, e.REQUEST_BOUNDS_MAX_CONCURRENT, e.REQUEST_BOUNDS_BODY_TIMEOUT_SECONDS])
+                .to.deep.equal([String(2 ** 20), String(512 * 2 ** 20), String(2 ** 20), "10", "120"]);
+            expect(flag(c.args, "--uvicorn-opts")).to.equal("--timeout-keep-alive 75 --limit-concurrency 40");
+            expect(changed.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"])
+                .to.not.equal(run.one(DEPLOYMENT, SERVER_DEPLOYMENT).inputs.spec.template.metadata.annotations["checksum/config"]);
+        });
+    });
+
     describe("migration Job", () => {
         it("upgrades the tracking schema, then the auth schema, then sets the admin user, in one interpreter with the server's image", () => {
             const job = run.one(JOB, MIGRATION_JOB).inputs.spec.template.spec;
@@ -294,8 +355,8 @@ describe("MlflowTrackingServer", () => {
             const hosts = flag(server.args, "--allowed-hosts")!.split(",");
             expect(hosts).to.not.include("*");
             expect(hosts.filter((h) => /^\d|^\[/.test(h) && !h.startsWith("127.0.0.1"))).to.deep.equal([]);
-            expect(flag(server.args, "--app-name")).to.equal("basic-auth");
-            expect(serverArgs({ backendStoreUri: "b", artifactsDestination: "s3://x/y", workers: 1, allowedHosts: ["h"] }))
+            expect(flag(server.args, "--app-name")).to.equal("bounded-basic-auth");
+            expect(serverArgs({ backendStoreUri: "b", artifactsDestination: "s3://x/y", workers: 1, allowedHosts: ["h"], maxConcurrentRequests: 64 }))
                 .to.not.include("--expose-prometheus");
         });
 

@@ -353,4 +353,29 @@ describe("contract: served models: downloaded by their own least-privilege user,
         expect(idle.pssMiB, "idle").to.be.at.most(budget);
         expect(sampler.peakPssMiB, "peak under load").to.be.at.most(budget);
     });
+
+    it("bounds /invocations: a body over the model's maxRequestBodySize is refused with 413 before it is read, in MLflow's error shape, while predictions go on", async function () {
+        const pod = aliasPods[0]!;
+        const limit = Number(pod.container.env.REQUEST_BOUNDS_MAX_BODY_BYTES);
+        expect(limit, "the default 16Mi").to.equal(16 * 2 ** 20);
+        const root = pod.service.child.pid!;
+        const before = treeMemory(root).pssMiB;
+        const sampler = new PeakSampler(root, undefined, 100);
+        sampler.start();
+        const huge = `{"dataframe_split": {"columns": ["a"], "data": [${"[1],".repeat(Math.ceil((limit + 1) / 4))}[1]]}}`;
+        const [refused, ok] = await Promise.all([
+            Promise.all(Array.from({ length: 4 }, () => call(target(pod.port), "POST", "/invocations", undefined, { body: huge }))),
+            predict(pod),
+        ]);
+        sampler.stop();
+        for (const r of refused) {
+            expect(r.status, r.body.toString().slice(0, 300)).to.equal(413);
+            const error = JSON.parse(r.body.toString());
+            expect(error.error_code).to.equal("RESOURCE_EXHAUSTED");
+            expect(error.message).to.include(`servedModels (${pod.container.env.REQUEST_BOUNDS_MODEL_NAME}).maxRequestBodySize`);
+        }
+        expect(ok).to.be.an("array");
+        console.log(`      4 bodies of ${(huge.length / 2 ** 20).toFixed(0)} MiB at once: 413, serve tree ${before.toFixed(0)} MiB before, peak ${sampler.peakPssMiB.toFixed(0)} MiB`);
+        expect(sampler.peakPssMiB - before, "refused bodies are not read").to.be.below(32);
+    });
 });

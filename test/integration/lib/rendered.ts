@@ -237,10 +237,19 @@ export class Rendered {
                     ? this.configMapData(volume.configMap.name)
                     : this.secretData(volume.secret.secretName);
                 const mode = (volume.configMap ?? volume.secret).defaultMode ?? 0o644;
-                for (const [file, content] of Object.entries(files)) {
+                // With `items`, only the listed keys, each at its path (subdirectories allowed), as the kubelet projects them.
+                const items: Array<{ key: string; path: string }> | undefined = (volume.configMap ?? volume.secret).items;
+                const placed = items === undefined ? Object.keys(files).map((key) => ({ key, path: key })) : items;
+                for (const item of placed) {
+                    const content = files[item.key];
+                    if (content === undefined) {
+                        throw new Error(`${containerName}: volume ${vm.name} projects key ${item.key}, which its source does not hold`);
+                    }
+                    const target = path.join(source, item.path);
+                    fs.mkdirSync(path.dirname(target), { recursive: true });
                     written.push(content);
-                    fs.writeFileSync(path.join(source, file), content, { mode });
-                    fs.chmodSync(path.join(source, file), mode);
+                    fs.writeFileSync(target, content, { mode });
+                    fs.chmodSync(target, mode);
                 }
             } else if (claim !== undefined && options.claimRoot !== undefined) {
                 source = path.join(options.claimRoot, vm.name);
