@@ -7,6 +7,8 @@ import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
+import { ROLLOUT_SERVICE_ACCOUNT } from "../components/lib/names";
+import { ROLLOUT_SERVICE_ACCOUNT as PACK_ROLLOUT_SERVICE_ACCOUNT } from "../policy/checks/podSecurity";
 import { POLICY_DOCUMENT_TYPES } from "../policy/checks/resources";
 import { policies, WORKLOAD_TYPES } from "../policy/policies";
 import { ROOT } from "./harness";
@@ -28,6 +30,10 @@ const TARGETS: Record<string, readonly string[]> = {
 };
 
 describe("policy pack (CrossGuard, offline)", () => {
+    it("admits an API token for the schema rollout's ServiceAccount by the same name the program gives it (the pack keeps its own copy)", () => {
+        expect(PACK_ROLLOUT_SERVICE_ACCOUNT).to.equal(ROLLOUT_SERVICE_ACCOUNT);
+    });
+
     describe("the pack", () => {
         it("declares mandatory policies with unique names and descriptions", () => {
             expect(policies.length).to.equal(7);

@@ -8,7 +8,6 @@
  * touched only when a rule really needs it.
  */
 import type { Finding } from "./findings";
-import { ROLLOUT_SERVICE_ACCOUNT } from "../../components/lib/names";
 
 // Kubernetes objects arrive as untyped JSON (rendered manifests, policy props).
 type Obj = Record<string, any>;
@@ -206,6 +205,13 @@ export function isPinnedImage(image: string): boolean {
     }
     return /^v?\d+\.\d+(\.\d+)?([-.+_][A-Za-z0-9.+_-]+)?$/.test(lastSegment.slice(colon + 1));
 }
+
+/**
+ * The one ServiceAccount whose Jobs may mount an API token: the schema rollout's. The pack is
+ * installed on its own, so it keeps its own copy; test/policyPack.spec.ts holds it equal to
+ * components/lib/names.ts.
+ */
+export const ROLLOUT_SERVICE_ACCOUNT = "mlflow-schema-rollout";
 
 // Env names that carry credentials; their values must come from a Secret, never a literal.
 const CREDENTIAL_ENV = /(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|ACCESS_KEY|PRIVATE_KEY|API_KEY)/i;
