@@ -199,6 +199,11 @@ export const postgresHost = pulumi.output(database.host);
 export const backupUri = artifacts.backupUri;
 export const backupStatusCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} get cronjob ${backup.cronJobName} -o jsonpath='{.status.lastSuccessfulTime}'`;
 export const restoreCommand = `npm run restore -- --stack ${stack}`;
+/**
+ * What the schema rollout and the migration did on the last update (the quiesce, migration and resume
+ * Jobs' last lines): after a failed `pulumi up`, the reason.
+ */
+export const upgradeLogsCommand = pulumi.interpolate`kubectl --context ${config.kubeContext} -n ${namespace.metadata.name} logs -l 'app.kubernetes.io/name in (schema-rollout,db-migration)' --all-containers --prefix --tail=20`;
 /** Per served model: its in-cluster scoring URL and a port-forward command to reach it from a laptop. */
 export const modelEndpoints = pulumi.all(config.servedModels.map((m, i) => pulumi.all([modelServers[i]!.invocationsUrl, modelServers[i]!.serviceName])
     .apply(([url, service]) => [m.name, {

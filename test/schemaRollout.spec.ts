@@ -58,6 +58,18 @@ describe("schema rollout", () => {
                 ({ run, objects } = await renderedRun(label));
             });
 
+            it("names, in the upgradeLogsCommand output, a selector matching exactly the quiesce, migration and resume pods", () => {
+                const command = run.outputs.upgradeLogsCommand as string;
+                const m = /-l '([^ ]+) in \(([^)]*)\)'/.exec(command);
+                expect(m, command).to.not.equal(null);
+                const [, key, values] = m!;
+                const selected = objects.filter((o) => o.kind === "Job" || o.kind === "Deployment" || o.kind === "StatefulSet" || o.kind === "CronJob")
+                    .filter((o) => values!.split(",").includes((o.spec.jobTemplate?.spec ?? o.spec).template.metadata.labels[key!]))
+                    .map((o) => `${o.kind}/${o.metadata.name.replace(/-[0-9a-f]{8}$/, "")}`).sort();
+                expect(selected).to.deep.equal(["Job/mlflow-migrate", "Job/mlflow-rollout-quiesce", "Job/mlflow-rollout-resume"]);
+                expect(command).to.include(`--context ${run.outputs.kubeContext} -n ${run.outputs.namespaceName}`);
+            });
+
             it("gives its ServiceAccount get and patch on exactly the server's Deployment and the stack's writer CronJobs", () => {
                 const role = run.one(ROLE);
                 expect(role.inputs.rules).to.deep.equal([
